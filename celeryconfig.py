@@ -1,0 +1,74 @@
+"""Celery configuration (SPEC §8). Values come from the environment through WorkerSettings.
+
+Reliability choices, briefly:
+* late acks + reject on worker lost: a task killed mid-way is redelivered, never lost;
+* prefetch 1: a long task never holds other messages hostage;
+* JSON only: pickle is never accepted, in either direction;
+* time limits at half the Redis visibility timeout, so Redis never hands a running task to a
+  second worker;
+* no broker ETAs for scheduled work (see tasks/csv_batches): Redis redelivers those.
+"""
+
+from kombu import Queue
+
+from worker import queues
+from worker.beat import beat_schedule
+from worker.settings import get_worker_settings
+
+_settings = get_worker_settings()
+
+broker_url = _settings.redis_url
+result_backend = _settings.result_backend_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": _settings.visibility_timeout,
+    "socket_timeout": 30,
+    "socket_connect_timeout": 10,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+    "retry_on_timeout": True,
+}
+result_backend_transport_options = {
+    "socket_timeout": 30,
+    "socket_connect_timeout": 10,
+    "retry_policy": {"timeout": 10.0},
+}
+redis_socket_timeout = 30
+redis_socket_connect_timeout = 10
+redis_backend_health_check_interval = 25
+redis_retry_on_timeout = True
+result_expires = 7 * 24 * 3600
+result_extended = True
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+event_serializer = "json"
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+worker_prefetch_multiplier = 1
+worker_cancel_long_running_tasks_on_connection_loss = True
+task_time_limit = _settings.task_time_limit
+task_soft_time_limit = _settings.task_soft_time_limit
+task_track_started = True
+
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+task_default_queue = queues.CSV_BATCHES
+task_create_missing_queues = True
+task_queues = [Queue(name) for name in queues.all_queues(_settings.row_sink_queue)]
+task_routes = {name: {"queue": queue} for name, queue in queues.TASK_QUEUES.items()}
+task_routes[queues.NOTIFICATIONS_SAVE_BATCH] = {"queue": _settings.row_sink_queue}
+
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = _settings.redis_url
+redbeat_key_prefix = "notify:beat:"
+redbeat_lock_key = "notify:beat:lock"
+redbeat_lock_timeout = 60
+beat_max_loop_interval = 5
+beat_schedule = beat_schedule()

@@ -1,0 +1,243 @@
+"""Bucket administration: create, check and describe the registry's buckets.
+
+``check_buckets`` returns every problem it finds, each with its cause and fix, in the words of
+the service's troubleshooting guide (no credentials, access denied, no such bucket, wrong region).
+moto never answers PermanentRedirect, so a wrong region is also caught by comparing
+GetBucketLocation with ``AWS_REGION``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from storage.buckets import REGISTRY, SSE, TEMP_LOGO_TAG, BucketSpec, CleanupRule
+from storage.client import get_client
+from storage.config import StorageSettings, get_settings
+from storage.errors import NotifyError, s3_errors
+
+ABORT_INCOMPLETE_UPLOADS_DAYS = 1
+TEMP_LOGO_EXPIRY_DAYS = 7
+
+
+def lifecycle_rules(bucket: BucketSpec) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [
+        {
+            "ID": "abort-incomplete-multipart-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {
+                "DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_DAYS
+            },
+        }
+    ]
+    if bucket.expire_tagged_temp_logos:
+        rules.append(
+            {
+                "ID": "expire-temporary-logos",
+                "Status": "Enabled",
+                "Filter": {"Tag": {"Key": TEMP_LOGO_TAG[0], "Value": TEMP_LOGO_TAG[1]}},
+                "Expiration": {"Days": TEMP_LOGO_EXPIRY_DAYS},
+            }
+        )
+    return rules
+
+
+def create_buckets(settings: StorageSettings | None = None, *, client: Any = None) -> list[str]:
+    """Create every bucket (idempotent), with default AES256 encryption and lifecycle rules."""
+    settings = settings or get_settings()
+    client = client or get_client()
+    done = []
+    for purpose, bucket in REGISTRY.items():
+        name = settings.bucket(purpose)
+        with s3_errors(name):
+            params: dict[str, Any] = {"Bucket": name}
+            if settings.region != "us-east-1":
+                params["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(**params)
+            client.put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": SSE}}]
+                },
+            )
+            client.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": lifecycle_rules(bucket)}
+            )
+        done.append(name)
+    return done
+
+
+@dataclass(frozen=True)
+class Problem:
+    purpose: str | None
+    bucket: str | None
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        where = f"{self.purpose} ({self.bucket})" if self.purpose else "setup"
+        return f"{where}: {self.what}\n    fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    checked: list[str]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _problem(purpose: str, name: str, error: NotifyError) -> Problem:
+    what, _, fix = error.message.partition(" Fix: ")
+    return Problem(purpose, name, what, fix or "see the README's troubleshooting section")
+
+
+def check_buckets(settings: StorageSettings | None = None, *, client: Any = None) -> CheckResult:
+    """Credentials, region, existence, encryption and lifecycle of every bucket."""
+    settings = settings or get_settings()
+    client = client or get_client()
+    problems: list[Problem] = []
+    checked: list[str] = []
+    for purpose, bucket in REGISTRY.items():
+        name = settings.bucket(purpose)
+        checked.append(name)
+        try:
+            with s3_errors(name):
+                location = client.get_bucket_location(Bucket=name).get("LocationConstraint")
+        except NotifyError as error:
+            problems.append(_problem(purpose, name, error))
+            if error.code == "s3_no_credentials":
+                break  # every other bucket would say the same
+            continue
+        region = location or "us-east-1"
+        if region == "EU":
+            region = "eu-west-1"
+        if region != settings.region:
+            problems.append(
+                Problem(
+                    purpose,
+                    name,
+                    f"bucket is in {region} but AWS_REGION is {settings.region} "
+                    "(S3 would answer PermanentRedirect)",
+                    f"set AWS_REGION={region}, or set {bucket.env_var} to a bucket in "
+                    f"{settings.region}",
+                )
+            )
+        problems.extend(_check_encryption(client, purpose, name))
+        problems.extend(_check_lifecycle(client, purpose, name, bucket))
+    return CheckResult(checked, problems)
+
+
+def _check_encryption(client: Any, purpose: str, name: str) -> list[Problem]:
+    try:
+        with s3_errors(name):
+            config = client.get_bucket_encryption(Bucket=name)
+    except NotifyError as error:
+        if error.code != "s3_error":  # plain s3_error: no encryption configured
+            return [_problem(purpose, name, error)]
+        config = {}
+    rules = config.get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+    algorithms = {
+        r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules
+    }
+    if not algorithms & {SSE, "aws:kms", "aws:kms:dsse"}:
+        return [
+            Problem(
+                purpose,
+                name,
+                "no default encryption",
+                "run `notify-worker buckets create` (it sets AES256 default encryption)",
+            )
+        ]
+    return []
+
+
+def _check_lifecycle(client: Any, purpose: str, name: str, bucket: BucketSpec) -> list[Problem]:
+    try:
+        with s3_errors(name):
+            rules = client.get_bucket_lifecycle_configuration(Bucket=name).get("Rules", [])
+    except NotifyError as error:
+        if error.code != "s3_error":  # plain s3_error: no lifecycle configured
+            return [_problem(purpose, name, error)]
+        rules = []
+    enabled = [r for r in rules if r.get("Status") == "Enabled"]
+    problems = []
+    if not any("AbortIncompleteMultipartUpload" in r for r in enabled):
+        problems.append(
+            Problem(
+                purpose,
+                name,
+                "no lifecycle rule aborting incomplete multipart uploads",
+                "run `notify-worker buckets create` (adds a 1-day abort rule)",
+            )
+        )
+    if bucket.expire_tagged_temp_logos and not any(
+        r.get("Filter", {}).get("Tag", {}).get("Key") == TEMP_LOGO_TAG[0] and "Expiration" in r
+        for r in enabled
+    ):
+        problems.append(
+            Problem(
+                purpose,
+                name,
+                f"no lifecycle rule expiring logos tagged {TEMP_LOGO_TAG[0]}={TEMP_LOGO_TAG[1]}",
+                "run `notify-worker buckets create` (adds the 7-day temporary-logo rule)",
+            )
+        )
+    return problems
+
+
+# --- least-privilege IAM policy -----------------------------------------------------------------
+
+_READ = ["s3:GetObject", "s3:GetObjectTagging"]
+_WRITE = [
+    "s3:PutObject",
+    "s3:PutObjectTagging",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+]
+_BUCKET = [
+    "s3:ListBucket",
+    "s3:ListBucketMultipartUploads",
+    "s3:GetBucketLocation",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetLifecycleConfiguration",
+]
+
+
+def object_actions(bucket: BucketSpec) -> list[str]:
+    """What the workers do to objects in this bucket (HEAD is authorised by s3:GetObject)."""
+    actions = [*_READ, *_WRITE]
+    if bucket.cleanup is not CleanupRule.PROTECTED or bucket.purpose == "transient-letters":
+        actions.append("s3:DeleteObject")
+    return sorted(set(actions))
+
+
+def iam_policy(settings: StorageSettings | None = None) -> dict[str, Any]:
+    """The least-privilege policy for the configured buckets, and nothing else."""
+    settings = settings or get_settings()
+    statements = []
+    for purpose, bucket in REGISTRY.items():
+        name = settings.bucket(purpose)
+        sid = "".join(part.capitalize() for part in purpose.split("-"))
+        statements.append(
+            {
+                "Sid": f"{sid}Bucket",
+                "Effect": "Allow",
+                "Action": sorted(_BUCKET),
+                "Resource": f"arn:aws:s3:::{name}",
+            }
+        )
+        statements.append(
+            {
+                "Sid": f"{sid}Objects",
+                "Effect": "Allow",
+                "Action": object_actions(bucket),
+                "Resource": f"arn:aws:s3:::{name}/*",
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}

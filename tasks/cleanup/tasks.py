@@ -1,0 +1,1 @@
+"""Celery tasks of the cleanup workflow (thin wrappers over the core)."""

@@ -1,0 +1,1 @@
+"""CSV batches workflow."""

@@ -1,0 +1,1 @@
+"""Celery tasks of the letters workflow (thin wrappers over the core)."""

@@ -1,0 +1,1 @@
+"""Celery tasks of the reports workflow (thin wrappers over the core)."""

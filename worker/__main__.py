@@ -1,0 +1,5 @@
+"""``python -m worker`` is ``notify-worker``."""
+
+from worker.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""The Celery app. Tasks are plain functions in ``tasks/``; this module only wires them up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from worker import logs
+from worker.settings import get_worker_settings
+
+TASK_MODULES = [
+    "tasks.reconcile",
+    "tasks.csv_batches.tasks",
+    "tasks.letters.tasks",
+    "tasks.reports.tasks",
+    "tasks.cleanup.tasks",
+]
+
+app = Celery("notify_worker", task_cls="worker.base:NotifyTask", include=TASK_MODULES)
+app.config_from_object("celeryconfig")
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    # Our own handler (text or JSON, with ids); Celery leaves logging alone when this is hooked.
+    settings = get_worker_settings()
+    logs.configure(settings.log_level, settings.log_format)
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    # Clients made in the parent must not be shared with prefork children.
+    from storage.client import reset_client
+    from worker.redis_state import reset_redis
+
+    reset_client()
+    reset_redis()
+
+
+@signals.worker_init.connect
+def _check_configuration(**_: Any) -> None:
+    # Fail at start-up, naming the variable, rather than on the first task.
+    from storage.config import get_settings
+
+    get_settings()

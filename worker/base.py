@@ -1,0 +1,145 @@
+"""The one task base class: everything cross-cutting lives here, so tasks stay thin.
+
+For every task it
+* sets the log context (task id, task name, service id, upload id);
+* caps redeliveries: a message delivered more than ``NOTIFY_MAX_REDELIVERIES`` extra times
+  (a poison message that kills its worker, say) is recorded in ``notify:deadletter`` and dropped;
+* retries transient errors (throttling, 5xx, dropped connections) with exponential backoff and
+  jitter, and records the task as a dead letter when the retries run out;
+* never retries bad input: a ``NotifyError`` becomes the SPEC's ``failed`` result at once;
+* turns an unexpected exception into a ``failed`` result with ``internal_error``, logging the
+  traceback and recording a dead letter so an operator can replay it after a fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import redis
+from botocore.exceptions import BotoCoreError, ClientError
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from kombu.exceptions import OperationalError
+
+from storage.errors import NotifyError, TransientError, translate
+from worker import deadletter
+from worker.logs import log_context
+from worker.redis_state import get_redis, key
+from worker.settings import get_worker_settings
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE_SECONDS = 2
+BACKOFF_MAX_SECONDS = 300
+_TRANSIENT_TYPES = (
+    TransientError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    OperationalError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def backoff_seconds(retries: int) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max, base * 2**retries)]."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**retries)
+    return round(random.uniform(ceiling / 2, ceiling), 2)
+
+
+def classify(exc: BaseException) -> BaseException:
+    """Translate library errors that escaped the storage layer into ours."""
+    if isinstance(exc, ClientError | BotoCoreError):
+        return translate(exc)
+    return exc
+
+
+class NotifyTask(Task):
+    """Base class of every task (``task_cls`` of the app)."""
+
+    # Retries are ours (below); Celery's autoretry is not used.
+    max_retries: int | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        task_id = request.id
+        with log_context(
+            task_id=task_id,
+            task_name=self.name,
+            service_id=kwargs.get("service_id"),
+            upload_id=kwargs.get("upload_id"),
+        ):
+            if task_id and not request.called_directly and self._over_redelivery_cap():
+                return self._dead_letter(
+                    kwargs,
+                    "redelivery_cap",
+                    "The message was delivered too many times without finishing "
+                    "(a poison message?); recorded in the dead-letter store.",
+                )
+            try:
+                return self.run(*args, **kwargs)
+            except Retry:
+                raise
+            except SoftTimeLimitExceeded:
+                logger.error("time limit reached; the job will resume from its checkpoint")
+                raise
+            except BaseException as raw:
+                exc = classify(raw)
+                if isinstance(exc, _TRANSIENT_TYPES):
+                    return self._retry_transient(exc, raw, kwargs)
+                if isinstance(exc, NotifyError):
+                    logger.warning("failed: %s (%s)", exc.code, exc.message)
+                    return exc.as_result()
+                if not isinstance(raw, Exception):
+                    raise  # KeyboardInterrupt, SystemExit: let the worker handle them
+                logger.exception("unexpected error")
+                return self._dead_letter(
+                    kwargs, "internal_error", f"Unexpected {type(raw).__name__}; see the logs."
+                )
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _over_redelivery_cap(self) -> bool:
+        settings = get_worker_settings()
+        counter = key("deliveries", self.request.id, str(self.request.retries or 0))
+        try:
+            r = get_redis()
+            with r.pipeline() as pipe:
+                pipe.incr(counter)
+                pipe.expire(counter, settings.visibility_timeout * (settings.max_redeliveries + 2))
+                deliveries = pipe.execute()[0]
+        except redis.RedisError:
+            return False  # the broker is Redis too: if it is down we are not running anyway
+        return int(deliveries) > settings.max_redeliveries + 1
+
+    def _retry_transient(self, exc: BaseException, raw: BaseException, kwargs: dict) -> Any:
+        settings = get_worker_settings()
+        retries = self.request.retries or 0
+        limit = settings.max_retries if self.max_retries is None else self.max_retries
+        code = getattr(exc, "code", "transient_error")
+        if retries >= limit or self.request.called_directly:
+            message = getattr(exc, "message", str(exc))
+            logger.error("giving up after %d retries: %s", retries, code)
+            return self._dead_letter(kwargs, code, f"Gave up after {retries} retries: {message}")
+        delay = backoff_seconds(retries)
+        logger.warning("transient error %s; retry %d/%d in %.1fs", code, retries + 1, limit, delay)
+        raise self.retry(exc=raw, countdown=delay, max_retries=limit)
+
+    def _dead_letter(self, kwargs: dict, code: str, message: str) -> dict[str, str]:
+        delivery = self.request.delivery_info or {}
+        try:
+            deadletter.record(
+                deadletter.DeadLetter(
+                    task_id=self.request.id or "",
+                    task=self.name,
+                    queue=delivery.get("routing_key") or getattr(self, "queue", None),
+                    kwargs=dict(kwargs),
+                    reason=message,
+                    error_code=code,
+                )
+            )
+        except redis.RedisError:
+            logger.exception("could not record the dead letter")
+        return {"status": "failed", "error_code": code, "error_message": message}

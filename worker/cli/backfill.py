@@ -1,0 +1,5 @@
+"""`notify-worker backfill` (filled in by its workflow)."""
+
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,169 @@
+"""Running the system: worker, beat, enqueue, status and the dead-letter store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import redis
+from rich.table import Table
+
+from worker import deadletter, queues
+from worker.cli.output import console, print_json
+from worker.settings import get_worker_settings
+
+
+@click.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option("-Q", "--queues", "queue_names", help="Comma-separated queues (default: all).")
+@click.option("-c", "--concurrency", type=int, help="Worker processes (default: CPU count).")
+@click.option("-P", "--pool", default="prefork", show_default=True)
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.option("-n", "--hostname", help="Node name, e.g. bulk@%h.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker_command(
+    queue_names: str | None,
+    concurrency: int | None,
+    pool: str,
+    loglevel: str,
+    hostname: str | None,
+    celery_args: tuple[str, ...],
+) -> None:
+    """Run a Celery worker consuming every queue (or those given with -Q)."""
+    from worker.app import app
+
+    settings = get_worker_settings()
+    names = queue_names or ",".join(queues.all_queues(settings.row_sink_queue))
+    argv = ["worker", f"--loglevel={loglevel}", f"--pool={pool}", f"--queues={names}"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    app.worker_main([*argv, *celery_args])
+
+
+@click.command("beat", context_settings={"ignore_unknown_options": True})
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
+    """Run celery beat with RedBeat: only the holder of the Redis lock sends anything."""
+    from worker.app import app
+
+    app.start(
+        ["beat", f"--loglevel={loglevel}", "--scheduler=redbeat.RedBeatScheduler", *celery_args]
+    )
+
+
+@click.command("enqueue")
+@click.argument("task_name")
+@click.argument("kwargs_json", default="{}")
+@click.option("--wait", is_flag=True, help="Block until the task ends and print its result.")
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait.")
+def enqueue_command(task_name: str, kwargs_json: str, wait: bool, timeout: float) -> None:
+    """Send TASK_NAME with keyword arguments given as one JSON object."""
+    from worker.client import send_by_name
+
+    try:
+        kwargs = json.loads(kwargs_json)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="KWARGS_JSON") from None
+    if not isinstance(kwargs, dict):
+        raise click.BadParameter(
+            "must be a JSON object of keyword arguments", param_hint="KWARGS_JSON"
+        )
+    try:
+        result = send_by_name(task_name, kwargs)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="TASK_NAME") from None
+    if not wait:
+        print_json({"task_id": result.id, "task": task_name})
+        return
+    value = result.get(timeout=timeout, propagate=False)
+    if isinstance(value, BaseException):
+        value = {
+            "status": "failed",
+            "error_code": "task_error",
+            "error_message": f"{type(value).__name__}: {value}",
+        }
+    print_json(value)
+    if isinstance(value, dict) and value.get("status") == "failed":
+        raise SystemExit(1)
+
+
+def broker_queue_lengths(client: redis.Redis, names: list[str]) -> dict[str, int]:
+    """Messages waiting per queue (kombu's Redis transport keeps each queue as a list)."""
+    return {name: int(client.llen(name)) for name in names}
+
+
+def gather_status() -> dict[str, Any]:
+    settings = get_worker_settings()
+    broker = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    status: dict[str, Any] = {
+        "queues": broker_queue_lengths(broker, queues.all_queues(settings.row_sink_queue)),
+        "unacked": int(broker.hlen("unacked")),
+        "deadletters": deadletter.count(),
+    }
+    try:
+        from tasks.csv_batches.state import status_summary
+    except ImportError:
+        status_summary = None
+    if status_summary is not None:
+        status["jobs"] = status_summary()
+    return status
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_command(as_json: bool) -> None:
+    """Queue lengths, running/scheduled/stuck jobs and the dead-letter count."""
+    status = gather_status()
+    if as_json:
+        print_json(status)
+        return
+    table = Table(title="queues", show_edge=False)
+    table.add_column("queue")
+    table.add_column("waiting", justify="right")
+    for name, length in status["queues"].items():
+        table.add_row(name, str(length))
+    console.print(table)
+    console.print(f"unacked (delivered, not yet acknowledged): {status['unacked']}")
+    for name, value in status.get("jobs", {}).items():
+        console.print(f"jobs {name}: {value}")
+    console.print(f"dead letters: {status['deadletters']}")
+
+
+@click.group("deadletter")
+def deadletter_group() -> None:
+    """Poison messages and tasks that ran out of retries."""
+
+
+@deadletter_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def deadletter_list(as_json: bool) -> None:
+    found = deadletter.entries()
+    if as_json:
+        # Argument names only: a row-sink batch would carry recipients.
+        print_json([{**e.__dict__, "kwargs": sorted(e.kwargs)} for e in found])
+        return
+    if not found:
+        console.print("no dead letters")
+    for entry in found:
+        console.print(entry.summary())
+
+
+@deadletter_group.command("replay")
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+def deadletter_replay(task_ids: tuple[str, ...], replay_all: bool) -> None:
+    """Send dead letters again with their original arguments (new task ids)."""
+    if not task_ids and not replay_all:
+        raise click.UsageError("give TASK_IDS or --all")
+    replayed = deadletter.replay(None if replay_all else list(task_ids))
+    for old, new in replayed:
+        console.print(f"replayed {old} as {new}")
+    if task_ids and len(replayed) < len(task_ids):
+        missing = set(task_ids) - {old for old, _ in replayed}
+        raise click.ClickException(f"not in the dead-letter store: {', '.join(sorted(missing))}")
+
+
+COMMANDS = [worker_command, beat_command, enqueue_command, status_command, deadletter_group]

@@ -1,0 +1,98 @@
+"""Worker settings from the environment: one explicit object, read once per process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from storage.config import env_int
+from storage.errors import ConfigurationError
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+def result_backend_for(redis_url: str) -> str:
+    """The same Redis server, next database number: results never mix with the queues."""
+    parts = urlsplit(redis_url)
+    path = parts.path.strip("/")
+    try:
+        db = int(path) if path else 0
+    except ValueError:
+        raise ConfigurationError(f"REDIS_URL has a bad database number: {path!r}.") from None
+    return urlunsplit(parts._replace(path=f"/{(db + 1) % 16}"))
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    redis_url: str
+    result_backend_url: str
+    visibility_timeout: int
+    task_time_limit: int
+    task_soft_time_limit: int
+    job_stale_seconds: int
+    state_ttl_seconds: int
+    max_redeliveries: int
+    max_retries: int
+    csv_max_rows: int
+    bulk_threshold_rows: int
+    row_sink_task: str
+    row_sink_queue: str
+    transient_letter_alert_hours: int
+    log_format: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if environ is None else environ
+        redis_url = (env.get("REDIS_URL") or DEFAULT_REDIS_URL).strip()
+        visibility = env_int(env, "NOTIFY_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=10)
+        # Hard limit at half the visibility timeout: a task is always dead, and its message
+        # requeued by reject-on-worker-lost, long before Redis would hand it out again.
+        hard = env_int(env, "NOTIFY_TASK_TIME_LIMIT_SECONDS", visibility // 2, minimum=5)
+        if hard >= visibility:
+            raise ConfigurationError(
+                "NOTIFY_TASK_TIME_LIMIT_SECONDS must be below NOTIFY_VISIBILITY_TIMEOUT_SECONDS "
+                f"({hard} >= {visibility}): Redis would redeliver tasks that are still running."
+            )
+        log_format = (env.get("NOTIFY_LOG_FORMAT") or "text").strip().lower()
+        if log_format not in ("text", "json"):
+            raise ConfigurationError(f"NOTIFY_LOG_FORMAT must be text or json, got {log_format!r}.")
+        return cls(
+            redis_url=redis_url,
+            result_backend_url=(env.get("NOTIFY_RESULT_BACKEND_URL") or "").strip()
+            or result_backend_for(redis_url),
+            visibility_timeout=visibility,
+            task_time_limit=hard,
+            task_soft_time_limit=max(hard - max(hard // 10, 2), 1),
+            job_stale_seconds=env_int(env, "NOTIFY_JOB_STALE_SECONDS", 300, minimum=1),
+            state_ttl_seconds=env_int(env, "NOTIFY_STATE_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
+            max_redeliveries=env_int(env, "NOTIFY_MAX_REDELIVERIES", 3, minimum=0),
+            max_retries=env_int(env, "NOTIFY_MAX_RETRIES", 8, minimum=0),
+            csv_max_rows=env_int(env, "NOTIFY_CSV_MAX_ROWS", 100_000, minimum=1),
+            bulk_threshold_rows=env_int(env, "NOTIFY_BULK_THRESHOLD_ROWS", 5_000, minimum=1),
+            row_sink_task=(env.get("NOTIFY_ROW_SINK_TASK") or "notify.notifications.save_batch"),
+            row_sink_queue=(env.get("NOTIFY_ROW_SINK_QUEUE") or "database-tasks"),
+            transient_letter_alert_hours=env_int(
+                env, "NOTIFY_TRANSIENT_LETTER_ALERT_HOURS", 24, minimum=1
+            ),
+            log_format=log_format,
+            log_level=(env.get("NOTIFY_LOG_LEVEL") or "INFO").strip().upper(),
+        )
+
+
+_settings: WorkerSettings | None = None
+
+
+def get_worker_settings() -> WorkerSettings:
+    global _settings
+    if _settings is None:
+        _settings = WorkerSettings.from_env()
+    return _settings
+
+
+def reload_worker_settings() -> WorkerSettings:
+    global _settings
+    _settings = None
+    return get_worker_settings()
