@@ -1,0 +1,200 @@
+"""The test rig: real parts wherever a test needs them.
+
+* ``mock_s3`` — in-process moto (``mock_aws``), buckets created: fast unit tests only.
+* ``s3`` — moto's server over real HTTP (``ThreadedMotoServer``), reset and re-created per test.
+* Redis — a private, non-persistent ``redis-server`` on a free port for the whole session
+  (``NOTIFY_TEST_REDIS_URL`` overrides; without a redis-server binary, DB 12 of ``REDIS_URL``).
+* ``celery_worker`` — a real worker in a thread (solo pool) consuming every queue.
+* ``prefork_worker`` — ``notify-worker worker`` as a prefork subprocess, for crash tests: the
+  solo pool enforces neither time limits nor reject-on-worker-lost.
+
+Nothing here uses ``task_always_eager``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# Settings are read from the environment on first use: fix it before any project import.
+for _name in list(os.environ):
+    if _name.startswith(("S3_BUCKET_", "NOTIFY_", "AWS_")) or _name in ("S3_ENDPOINT_URL",):
+        del os.environ[_name]
+os.environ.update(
+    {
+        "NOTIFY_ENVIRONMENT": "test",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "eu-west-1",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        # moto enforces S3's 5 MiB part floor unless told otherwise; tests use small parts.
+        "S3_UPLOAD_PART_MIN_SIZE": "1024",
+    }
+)
+
+from worker.services import LocalRedis, redis_answers, start_redis_server  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+_redis: LocalRedis | None = None
+
+
+def _test_redis_url() -> str:
+    global _redis
+    explicit = os.environ.get("NOTIFY_TEST_REDIS_URL")
+    if explicit:
+        return explicit
+    if shutil.which("redis-server"):
+        _redis = start_redis_server()
+        return _redis.url
+    fallback = "redis://127.0.0.1:6379/12"
+    if not redis_answers(fallback):
+        raise pytest.UsageError("No redis-server to start and none answers at 127.0.0.1:6379.")
+    return fallback
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["REDIS_URL"] = _test_redis_url()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _redis is not None:
+        _redis.stop()
+
+
+def _reload() -> None:
+    from storage.config import reload_settings
+    from worker.redis_state import reset_redis
+    from worker.settings import reload_worker_settings
+
+    reload_worker_settings()
+    reload_settings()
+    reset_redis()
+
+
+@pytest.fixture
+def redis_client():
+    """The project's Redis, with every ``notify:`` key removed before and after the test."""
+    from worker.redis_state import get_redis
+
+    client = get_redis()
+
+    def wipe() -> None:
+        keys = list(client.scan_iter("notify:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    wipe()
+    yield client
+    wipe()
+
+
+@pytest.fixture
+def mock_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """In-process moto with every registry bucket created (unit tests only)."""
+    from moto import mock_aws
+
+    from storage import admin
+    from storage.client import get_client
+
+    monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        _reload()
+        admin.create_buckets()
+        yield get_client()
+    _reload()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server over real HTTP for the whole session."""
+    from worker.services import embedded_s3
+
+    with embedded_s3() as endpoint:
+        os.environ["S3_ENDPOINT_URL"] = endpoint
+        _reload()
+        yield endpoint
+        os.environ.pop("S3_ENDPOINT_URL", None)
+        _reload()
+
+
+@pytest.fixture
+def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A clean moto server (reset) with every registry bucket created; yields the client."""
+    import requests
+
+    from storage import admin
+    from storage.client import get_client
+
+    monkeypatch.setenv("S3_ENDPOINT_URL", moto_endpoint)
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    _reload()
+    admin.create_buckets()
+    yield get_client()
+
+
+@pytest.fixture(scope="session")
+def celery_app():
+    from worker.app import app
+
+    app.loader.import_default_modules()
+    return app
+
+
+@pytest.fixture(scope="session")
+def celery_worker(celery_app, moto_endpoint: str):
+    """A real worker (solo pool, in a thread) consuming every queue, for the whole session."""
+    from celery.contrib.testing.worker import start_worker
+
+    from worker import queues
+    from worker.settings import get_worker_settings
+
+    import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping)
+
+    names = queues.all_queues(get_worker_settings().row_sink_queue)
+    with start_worker(
+        celery_app,
+        pool="solo",
+        concurrency=1,
+        queues=names,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+def worker_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def prefork_worker(
+    tmp_path: Path, moto_endpoint: str
+) -> Iterator[Callable[..., object]]:
+    """Factory: start ``notify-worker worker`` (prefork) subprocesses; all stopped at the end."""
+    from worker.stack import start_worker_process
+
+    started = []
+
+    def start(concurrency: int = 2, queues: str | None = None, **env: str):
+        log_path = tmp_path / f"worker-{len(started) + 1}.log"
+        handle = start_worker_process(
+            worker_env(S3_ENDPOINT_URL=moto_endpoint, **env),
+            log_path,
+            concurrency=concurrency,
+            queues=queues,
+        )
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
