@@ -149,12 +149,11 @@ def celery_app():
 @pytest.fixture(scope="session")
 def celery_worker(celery_app, moto_endpoint: str):
     """A real worker (solo pool, in a thread) consuming every queue, for the whole session."""
+    import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping)
     from celery.contrib.testing.worker import start_worker
 
     from worker import queues
     from worker.settings import get_worker_settings
-
-    import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping)
 
     names = queues.all_queues(get_worker_settings().row_sink_queue)
     with start_worker(
