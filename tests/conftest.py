@@ -63,6 +63,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    import sys
+    from contextlib import suppress
+
+    if "worker.app" in sys.modules:
+        # Close the result backend's pub/sub before Redis goes, or its reconnect loop spins.
+        with suppress(Exception):
+            sys.modules["worker.app"].app.backend.result_consumer.stop()
     if _redis is not None:
         _redis.stop()
 
@@ -123,19 +130,54 @@ def moto_endpoint() -> Iterator[str]:
         _reload()
 
 
+SSE_AUDIT_MAX_OBJECTS = 500  # per bucket; keeps teardown quick after bulk tests
+
+
+def assert_every_object_encrypted(client: object) -> None:
+    """Every object in every registry bucket carries AES256 (buckets have no default here)."""
+    from storage.config import get_settings
+
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    for name in get_settings().bucket_names.values():
+        if name not in existing:
+            continue  # a test deleted it on purpose
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=name)
+        checked = 0
+        for page in pages:
+            for obj in page.get("Contents", []):
+                head = client.head_object(Bucket=name, Key=obj["Key"])
+                assert head.get("ServerSideEncryption") == "AES256", (
+                    f"s3://{name}/{obj['Key']} was written without ServerSideEncryption=AES256"
+                )
+                checked += 1
+                if checked >= SSE_AUDIT_MAX_OBJECTS:
+                    break
+            if checked >= SSE_AUDIT_MAX_OBJECTS:
+                break
+
+
 @pytest.fixture
 def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """A clean moto server (reset) with every registry bucket created; yields the client."""
+    """A clean moto server (reset) with every registry bucket created; yields the client.
+
+    The buckets' default encryption is removed again (moto would apply it to any write), so
+    the teardown check catches a write that forgot ``ServerSideEncryption=AES256``.
+    """
     import requests
 
     from storage import admin
     from storage.client import get_client
+    from storage.config import get_settings
 
     monkeypatch.setenv("S3_ENDPOINT_URL", moto_endpoint)
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     _reload()
     admin.create_buckets()
-    yield get_client()
+    client = get_client()
+    for name in get_settings().bucket_names.values():
+        client.delete_bucket_encryption(Bucket=name)
+    yield client
+    assert_every_object_encrypted(client)
 
 
 @pytest.fixture(scope="session")
@@ -175,9 +217,7 @@ def worker_env(**overrides: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def prefork_worker(
-    tmp_path: Path, moto_endpoint: str
-) -> Iterator[Callable[..., object]]:
+def prefork_worker(tmp_path: Path, moto_endpoint: str) -> Iterator[Callable[..., object]]:
     """Factory: start ``notify-worker worker`` (prefork) subprocesses; all stopped at the end."""
     from worker.stack import start_worker_process
 

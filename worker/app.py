@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, signals
@@ -40,7 +41,13 @@ def _after_fork(**_: Any) -> None:
 
 @signals.worker_init.connect
 def _check_configuration(**_: Any) -> None:
-    # Fail at start-up, naming the variable, rather than on the first task.
+    # Fail at start-up, naming the variable, rather than on the first task. SystemExit, because
+    # Celery logs and swallows ordinary exceptions raised by signal handlers.
     from storage.config import get_settings
+    from storage.errors import ConfigurationError
 
-    get_settings()
+    try:
+        get_settings()
+    except ConfigurationError as error:
+        logging.getLogger(__name__).critical("cannot start: %s", error.message)
+        raise SystemExit(2) from error

@@ -109,8 +109,11 @@ def ensure_redis(url: str) -> LocalRedis:
 @contextmanager
 def embedded_s3(port: int | None = None) -> Iterator[str]:
     """moto's S3 server in a thread, over real HTTP; yields its endpoint URL."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -30,7 +30,10 @@ def worker_command(
     celery_args: tuple[str, ...],
 ) -> None:
     """Run a Celery worker consuming every queue (or those given with -Q)."""
+    from storage.config import get_settings
     from worker.app import app
+
+    get_settings()  # a configuration error stops us here, naming the variable
 
     settings = get_worker_settings()
     names = queue_names or ",".join(queues.all_queues(settings.row_sink_queue))

@@ -1,0 +1,104 @@
+"""`buckets create` / `buckets check` against moto's server over HTTP, through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = dict(os.environ)
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        check=False,
+    )
+
+
+@pytest.fixture
+def fresh_server(s3, moto_endpoint):
+    """An empty moto server (no buckets) for this test."""
+    import requests
+
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    return s3
+
+
+def test_create_then_check_passes(fresh_server):
+    created = run_cli("buckets", "create")
+    assert created.returncode == 0, created.stderr
+    assert "test-csv-upload" in created.stdout
+    checked = run_cli("buckets", "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "all 10 buckets ok" in checked.stdout
+    assert run_cli("buckets", "create").returncode == 0  # idempotent
+
+
+def test_check_fails_naming_a_deleted_bucket(fresh_server):
+    assert run_cli("buckets", "create").returncode == 0
+    fresh_server.delete_bucket(Bucket="test-mou")
+    checked = run_cli("buckets", "check")
+    assert checked.returncode == 1
+    assert "test-mou" in checked.stdout
+    assert "does not exist" in checked.stdout
+    assert "notify-worker buckets create" in checked.stdout
+
+
+def test_check_reports_missing_encryption_and_lifecycle(fresh_server):
+    assert run_cli("buckets", "create").returncode == 0
+    fresh_server.delete_bucket_encryption(Bucket="test-logo")
+    fresh_server.delete_bucket_lifecycle(Bucket="test-logo")
+    checked = run_cli("buckets", "check")
+    assert checked.returncode == 1
+    out = checked.stdout
+    assert "no default encryption" in out
+    assert "aborting incomplete multipart uploads" in out
+    assert "delete-after-7-days" in out
+
+
+def test_check_detects_wrong_region(fresh_server):
+    assert run_cli("buckets", "create").returncode == 0
+    checked = run_cli("buckets", "check", AWS_REGION="eu-west-2")
+    assert checked.returncode == 1
+    assert "bucket is in eu-west-1 but AWS_REGION is eu-west-2" in checked.stdout
+    assert "set AWS_REGION=eu-west-1" in checked.stdout
+
+
+def test_lifecycle_rules_created(fresh_server):
+    assert run_cli("buckets", "create").returncode == 0
+    rules = fresh_server.get_bucket_lifecycle_configuration(Bucket="test-logo")["Rules"]
+    by_id = {r["ID"]: r for r in rules}
+    assert by_id["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 1
+    }
+    temp = by_id["expire-temporary-logos"]
+    assert temp["Expiration"]["Days"] == 7
+    assert temp["Filter"]["Tag"] == {"Key": "delete-after-7-days", "Value": "true"}
+    encryption = fresh_server.get_bucket_encryption(Bucket="test-letters-pdf")
+    rule = encryption["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+
+def test_production_without_bucket_variables_fails_naming_them():
+    out = run_cli("buckets", "check", NOTIFY_ENVIRONMENT="production")
+    assert out.returncode == 2
+    assert "S3_BUCKET_CSV_UPLOAD" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_worker_refuses_to_start_without_bucket_variables(tmp_path):
+    from worker.stack import start_worker_process
+
+    env = dict(os.environ, NOTIFY_ENVIRONMENT="production")
+    with pytest.raises(RuntimeError) as caught:
+        start_worker_process(env, tmp_path / "w.log", concurrency=1, ready_timeout=60)
+    assert "S3_BUCKET_CSV_UPLOAD" in str(caught.value)
