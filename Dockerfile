@@ -1,0 +1,19 @@
+# The worker image: used by docker-compose.yml for the worker, beat and bucket-init services.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN useradd --create-home --uid 10001 notify
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install --disable-pip-version-check -r requirements.txt
+
+COPY pyproject.toml README.md celeryconfig.py ./
+COPY storage ./storage
+COPY worker ./worker
+COPY tasks ./tasks
+RUN pip install --disable-pip-version-check --no-deps .
+
+USER notify
+ENTRYPOINT ["notify-worker"]
+CMD ["worker"]
