@@ -186,7 +186,12 @@ def is_temporary_logo(key: str) -> bool:
 
 
 def letter_print_day(created_at: datetime) -> date:
-    """London date of ``created_at``, moved to the next day strictly after 17:30:00."""
+    """London date of ``created_at``, moved to the next day strictly after 17:30:00.
+
+    A naive ``created_at`` is UTC (as everywhere in this project), never the machine's zone.
+    """
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
     london = created_at.astimezone(LONDON)
     day = london.date()
     if london.time().replace(tzinfo=None) > LETTER_CUTOFF:
