@@ -63,6 +63,15 @@ class WorkerProcess:
             return ""
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL if the parent dies (Linux), so a crashed test
+    run or demo never leaves workers behind."""
+    import ctypes
+
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def start_worker_process(
     env: Mapping[str, str],
     log_path: Path,
@@ -72,7 +81,7 @@ def start_worker_process(
     hostname: str | None = None,
     ready_timeout: float = 60,
 ) -> WorkerProcess:
-    """Start a prefork worker and wait until it answers a ping."""
+    """Start a prefork worker and wait until its log says it is ready."""
     args = [
         sys.executable,
         "-m",
@@ -86,7 +95,14 @@ def start_worker_process(
     name = hostname or f"notify-{os.getpid()}-{time.monotonic_ns()}@%h"
     args.append(f"--hostname={name}")
     log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the subprocess
-    process = subprocess.Popen(args, env=dict(env), stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        args,
+        env=dict(env),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
     log_file.close()
     handle = WorkerProcess(process, log_path)
     _wait_ready(handle, env, ready_timeout)
