@@ -1,0 +1,129 @@
+"""The streaming CSV writer on in-process moto: content, formulas, parts, aborts, no replace."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import pytest
+from reports_fixtures import PART_SIZE, object_keys, pending_uploads, read_report, report_bucket
+
+from storage.errors import S3PreconditionFailed
+from storage.objects import get_tags, head, put_bytes
+from tasks.reports.writer import BadSourceRow, safe_cell, write_csv
+
+HEADER = ("n", "name", "note")
+
+
+def rows(count: int) -> list[tuple]:
+    return [(n, f"name-{n}", "x" * 40) for n in range(1, count + 1)]
+
+
+def write(key: str, data, **kw):
+    options = {"part_size": PART_SIZE, "metadata": {"kind": "t"}, "tags": {"a": "1"}}
+    options.update(kw)
+    return write_csv(report_bucket(), key, HEADER, data, **options)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+447700900123", "'+447700900123"),
+        ("-2", "'-2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tcmd", "'\tcmd"),
+        ("\rcmd", "'\rcmd"),
+        (-5, "'-5"),
+        ("447700900123", "447700900123"),  # a normalised phone number stays as it is
+        ("a=b", "a=b"),
+        (" =1", " =1"),
+        ("", ""),
+        (None, ""),
+        (12, "12"),
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "2026-01-02T03:04:05Z"),
+    ],
+)
+def test_safe_cell(value, expected):
+    assert safe_cell(value) == expected
+
+
+def test_small_report_is_one_put_with_metadata_tags_and_encryption(mock_s3):
+    written = write("small_report/a.csv", rows(3), part_size=1024 * 1024)
+    assert (written.rows, written.parts) == (3, 0)
+    assert read_report("small_report/a.csv") == [
+        list(HEADER),
+        *[[str(n), f"name-{n}", "x" * 40] for n in (1, 2, 3)],
+    ]
+    info = head(report_bucket(), "small_report/a.csv")
+    assert info.server_side_encryption == "AES256"
+    assert info.metadata == {"kind": "t"}
+    assert info.content_type == "text/csv; charset=utf-8"
+    assert info.size == written.size_bytes
+    assert get_tags(report_bucket(), "small_report/a.csv") == {"a": "1"}
+
+
+def test_big_report_goes_in_parts_and_matches_csv_writer_output(mock_s3):
+    data = rows(2_000)
+    written = write("big_report/a.csv", iter(data))
+    assert written.parts > 10
+    expected = io.StringIO()
+    csv.writer(expected).writerows([HEADER, *data])
+    assert written.size_bytes == len(expected.getvalue().encode())
+    assert read_report("big_report/a.csv") == [list(HEADER), *[[str(a), b, c] for a, b, c in data]]
+    assert get_tags(report_bucket(), "big_report/a.csv") == {"a": "1"}
+    assert head(report_bucket(), "big_report/a.csv").server_side_encryption == "AES256"
+
+
+def test_cells_are_neutralised_in_every_column_and_the_header(mock_s3):
+    bucket = report_bucket()
+    write_csv(
+        bucket,
+        "f_report/a.csv",
+        ["=h", "ok"],
+        [["=1", "@x"], ["+1", "-1"], ["\t1", "\r1"]],
+        part_size=PART_SIZE,
+        metadata={},
+        tags={},
+    )
+    assert read_report("f_report/a.csv") == [
+        ["'=h", "ok"],
+        ["'=1", "'@x"],
+        ["'+1", "'-1"],
+        ["'\t1", "'\r1"],
+    ]
+
+
+def test_progress_is_reported_every_n_rows_and_at_the_end(mock_s3):
+    seen: list[int] = []
+    write("p_report/a.csv", rows(25), progress=seen.append, progress_every=10)
+    assert seen == [10, 20, 25]
+
+
+def test_a_source_failing_half_way_leaves_nothing(mock_s3):
+    def broken():
+        yield from rows(500)  # several parts are already uploaded by now
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write("broken_report/a.csv", broken())
+    assert object_keys() == []
+    assert pending_uploads() == []
+
+
+def test_a_row_that_does_not_fit_the_header_is_refused_and_nothing_is_left(mock_s3):
+    with pytest.raises(BadSourceRow):
+        write("ragged_report/a.csv", [*rows(500), (1, "short")])
+    assert object_keys() == []
+    assert pending_uploads() == []
+
+
+@pytest.mark.parametrize("count", [3, 500], ids=["single-put", "multipart"])
+def test_an_existing_object_is_never_replaced(mock_s3, count):
+    bucket = report_bucket()
+    put_bytes(bucket, "x_report/a.csv", b"first")
+    with pytest.raises(S3PreconditionFailed):
+        write("x_report/a.csv", rows(count))
+    assert read_report("x_report/a.csv") == [["first"]]
+    assert pending_uploads() == []
