@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from storage.buckets import REGISTRY, SSE, TEMP_LOGO_TAG, BucketSpec, CleanupRule
+from storage.buckets import REGISTRY, SSE, TEMP_LOGO_TAG, BucketSpec
 from storage.client import get_client
 from storage.config import StorageSettings, get_settings
 from storage.errors import NotifyError, s3_errors
@@ -192,29 +192,65 @@ def _check_lifecycle(client: Any, purpose: str, name: str, bucket: BucketSpec) -
 
 
 # --- least-privilege IAM policy -----------------------------------------------------------------
+#
+# IAM facts this relies on: HEAD is authorised by s3:GetObject (there is no s3:HeadObject action);
+# without s3:ListBucket a missing key reads as 403 instead of 404; CopyObject needs s3:GetObject
+# (and s3:GetObjectTagging, as tags are copied) on the source and s3:PutObject (and
+# s3:PutObjectTagging) on the destination; multipart uploads and UploadPartCopy are s3:PutObject,
+# except aborting them; DeleteObjects is s3:DeleteObject for each key.
 
-_READ = ["s3:GetObject", "s3:GetObjectTagging"]
-_WRITE = [
-    "s3:PutObject",
-    "s3:PutObjectTagging",
-    "s3:AbortMultipartUpload",
-    "s3:ListMultipartUploadParts",
-]
-_BUCKET = [
-    "s3:ListBucket",
-    "s3:ListBucketMultipartUploads",
+_READ = ("s3:GetObject", "s3:GetObjectTagging")
+_WRITE = ("s3:PutObject", "s3:PutObjectTagging")
+_DELETE = ("s3:DeleteObject",)
+# Cleanup aborts stale incomplete multipart uploads in every bucket, protected ones included
+# (aborting an upload deletes no object).
+_ABORT = ("s3:AbortMultipartUpload",)
+# On the bucket itself: listing (cleanup, reports, the transient-letters sweep, and 404s), the
+# multipart-upload listing (cleanup), and what `buckets check` reads, so an operator can check a
+# deployment with the workers' own credentials.
+_BUCKET = (
     "s3:GetBucketLocation",
     "s3:GetEncryptionConfiguration",
     "s3:GetLifecycleConfiguration",
-]
+    "s3:ListBucket",
+    "s3:ListBucketMultipartUploads",
+)
+# What the workflows do to the objects of each purpose (SPEC sections 3-7).
+_OBJECT_USE: dict[str, tuple[str, ...]] = {
+    # read and streamed; outcome and schedule metadata rewritten by a copy onto itself; cleanup
+    "csv-upload": _READ + _WRITE + _DELETE,
+    "contact-list": _READ + _WRITE + _DELETE,
+    # cleanup of temporary logos only, decided from the listing (key name and age)
+    "logo": _DELETE,
+    # protected, and never read by the workers
+    "mou": (),
+    # read (HEAD, copy source), deleted once moved, and by cleanup; never written
+    "transient-letters": _READ + _DELETE,
+    # backups are written (copy destination) and checked with a HEAD; never deleted
+    "letter-backups": _READ + _WRITE,
+    # cleanup only, when the reference check says the object is gone
+    "letter-attachments": _DELETE,
+    # reports written (multipart, tags), an existing one read; audit logs written; cleanup
+    "report-downloads": _READ + _WRITE + _DELETE,
+    "email-attachments": _DELETE,
+    # moved letters written (copy destination) and checked with a HEAD; never deleted
+    "letters-pdf": _READ + _WRITE,
+}
 
 
 def object_actions(bucket: BucketSpec) -> list[str]:
-    """What the workers do to objects in this bucket (HEAD is authorised by s3:GetObject)."""
-    actions = [*_READ, *_WRITE]
-    if bucket.cleanup is not CleanupRule.PROTECTED or bucket.purpose == "transient-letters":
-        actions.append("s3:DeleteObject")
-    return sorted(set(actions))
+    """The IAM actions the workers need on this bucket's objects (``/*``)."""
+    try:
+        use = _OBJECT_USE[bucket.purpose]
+    except KeyError:
+        raise NotifyError(
+            f"No IAM object actions are declared for purpose {bucket.purpose!r}; add it to "
+            "storage.admin._OBJECT_USE.",
+            code="policy_incomplete",
+        ) from None
+    if bucket.protected:
+        use = tuple(a for a in use if a not in _DELETE)  # protected: never, whatever the table
+    return sorted({*use, *_ABORT})
 
 
 def iam_policy(settings: StorageSettings | None = None) -> dict[str, Any]:
