@@ -88,6 +88,7 @@ def write_csv(
     out.writerow([safe_cell(cell) for cell in header])
     count = 0
     next_progress = progress_every
+    flush_bytes = min(FLUSH_BYTES, part_size)  # tests use tiny parts: keep them flowing
     with MultipartWriter(
         bucket,
         key,
@@ -107,7 +108,7 @@ def write_csv(
             out.writerow(cells)
             count += 1
             # tell() is cheap but not free: look every 64 rows.
-            if not count & 63 and text.tell() >= FLUSH_BYTES:
+            if not count & 63 and text.tell() >= flush_bytes:
                 upload.write(text.getvalue().encode())
                 text.seek(0)
                 text.truncate()

@@ -7,7 +7,14 @@ import io
 from datetime import UTC, datetime
 
 import pytest
-from reports_fixtures import PART_SIZE, object_keys, pending_uploads, read_report, report_bucket
+from reports_fixtures import (
+    PART_SIZE,
+    count_s3_calls,
+    object_keys,
+    pending_uploads,
+    read_report,
+    report_bucket,
+)
 
 from storage.errors import S3PreconditionFailed
 from storage.objects import get_tags, head, put_bytes
@@ -102,12 +109,16 @@ def test_progress_is_reported_every_n_rows_and_at_the_end(mock_s3):
 
 
 def test_a_source_failing_half_way_leaves_nothing(mock_s3):
+    calls = count_s3_calls(mock_s3)
+
     def broken():
         yield from rows(500)  # several parts are already uploaded by now
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         write("broken_report/a.csv", broken())
+    assert calls.count("UploadPart") > 5
+    assert calls[-1] == "AbortMultipartUpload"
     assert object_keys() == []
     assert pending_uploads() == []
 
