@@ -9,6 +9,7 @@ import click
 import redis
 from rich.table import Table
 
+from storage.errors import NotifyError
 from worker import deadletter, queues
 from worker.cli.output import console, print_json
 from worker.settings import get_worker_settings
@@ -101,11 +102,20 @@ def broker_queue_lengths(client: redis.Redis, names: list[str]) -> dict[str, int
 def gather_status() -> dict[str, Any]:
     settings = get_worker_settings()
     broker = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
-    status: dict[str, Any] = {
-        "queues": broker_queue_lengths(broker, queues.all_queues(settings.row_sink_queue)),
-        "unacked": int(broker.hlen("unacked")),
-        "deadletters": deadletter.count(),
-    }
+    try:
+        status: dict[str, Any] = {
+            "queues": broker_queue_lengths(broker, queues.all_queues(settings.row_sink_queue)),
+            "unacked": int(broker.hlen("unacked")),
+            "deadletters": deadletter.count(),
+        }
+    except redis.RedisError as error:
+        from kombu.utils.url import maybe_sanitize_url
+
+        raise NotifyError(
+            f"Cannot read the broker at {maybe_sanitize_url(settings.redis_url)}: "
+            f"{type(error).__name__}. Check REDIS_URL and that Redis is running.",
+            code="redis_unreachable",
+        ) from None
     try:
         from tasks.csv_batches.state import status_summary
     except ImportError:
@@ -151,7 +161,8 @@ def deadletter_list(as_json: bool) -> None:
     if not found:
         console.print("no dead letters")
     for entry in found:
-        console.print(entry.summary())
+        # Plain text: "[names]" is not rich markup, and ids must not be wrapped.
+        console.print(entry.summary(), markup=False, highlight=False, soft_wrap=True)
 
 
 @deadletter_group.command("replay")
@@ -163,7 +174,7 @@ def deadletter_replay(task_ids: tuple[str, ...], replay_all: bool) -> None:
         raise click.UsageError("give TASK_IDS or --all")
     replayed = deadletter.replay(None if replay_all else list(task_ids))
     for old, new in replayed:
-        console.print(f"replayed {old} as {new}")
+        console.print(f"replayed {old} as {new}", highlight=False, soft_wrap=True)
     if task_ids and len(replayed) < len(task_ids):
         missing = set(task_ids) - {old for old, _ in replayed}
         raise click.ClickException(f"not in the dead-letter store: {', '.join(sorted(missing))}")

@@ -1,0 +1,152 @@
+"""``notify-worker status``: queue lengths, unacked messages, dead letters and the jobs section,
+read from a real Redis broker (a database of its own, so no test worker consumes the messages)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from celery import Celery
+from kombu import Connection
+
+from tests.ops_fixtures import invoke
+from worker import deadletter, queues
+
+pytestmark = pytest.mark.integration
+
+STATUS_DB = 9
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    """Point REDIS_URL at an empty database of the test Redis; yields its URL."""
+    import os
+
+    from worker.redis_state import reset_redis
+    from worker.settings import reload_worker_settings
+
+    parts = urlsplit(os.environ["REDIS_URL"])
+    url = urlunsplit(parts._replace(path=f"/{STATUS_DB}"))
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    monkeypatch.setenv("REDIS_URL", url)
+    reload_worker_settings()
+    reset_redis()
+    yield url
+    client.flushdb()
+    monkeypatch.undo()
+    reload_worker_settings()
+    reset_redis()
+
+
+def send(url: str, queue: str, count: int) -> None:
+    sender = Celery("status-test", broker=url)
+    sender.conf.task_serializer = "json"
+    for n in range(count):
+        sender.send_task("notify.test.nothing", kwargs={"n": n}, queue=queue)
+
+
+def record_dead_letter(task_id: str) -> None:
+    deadletter.record(
+        deadletter.DeadLetter(
+            task_id=task_id,
+            task="notify.test.nothing",
+            queue=queues.LETTERS,
+            kwargs={"upload_id": "x"},
+            reason="gave up",
+            error_code="s3_transient",
+        )
+    )
+
+
+@pytest.fixture
+def fake_jobs(monkeypatch):
+    """A jobs summary from the CSV workflow's state module (faked: counts are its business)."""
+    summary = {"running": 2, "queued": 1, "scheduled": 3, "stuck": 1}
+    module = sys.modules.get("tasks.csv_batches.state")
+    if module is None:
+        try:
+            import tasks.csv_batches.state as module
+        except ImportError:
+            module = types.ModuleType("tasks.csv_batches.state")
+            monkeypatch.setitem(sys.modules, "tasks.csv_batches.state", module)
+    monkeypatch.setattr(module, "status_summary", lambda: summary, raising=False)
+    return summary
+
+
+def test_status_counts_waiting_unacked_and_dead_letters(broker, fake_jobs):
+    send(broker, queues.LETTERS, 3)
+    send(broker, queues.CSV_BATCHES_BULK, 2)
+    record_dead_letter("t-1")
+    record_dead_letter("t-2")
+    # One message delivered to a consumer and not yet acknowledged (acks are late).
+    with Connection(broker) as conn:
+        consumer_queue = conn.SimpleQueue(queues.LETTERS)
+        message = consumer_queue.get(timeout=5)
+        assert message is not None
+
+        result = invoke("status", "--json")
+        assert result.exit_code == 0, result.output
+        status = json.loads(result.output)
+        message.ack()
+        consumer_queue.close()
+
+    assert status["queues"][queues.LETTERS] == 2
+    assert status["queues"][queues.CSV_BATCHES_BULK] == 2
+    assert status["queues"][queues.REPORTS] == 0
+    assert set(status["queues"]) == set(queues.all_queues())
+    assert status["unacked"] == 1
+    assert status["deadletters"] == 2
+    assert status["jobs"] == fake_jobs
+
+
+def test_status_text_output(broker, fake_jobs):
+    send(broker, queues.CLEANUP, 4)
+    result = invoke("status")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    cleanup_line = next(line for line in out.splitlines() if line.strip().startswith("cleanup "))
+    assert cleanup_line.split()[-1] == "4"
+    assert "unacked (delivered, not yet acknowledged): 0" in out
+    assert "jobs running: 2" in out and "jobs stuck: 1" in out and "jobs scheduled: 3" in out
+    assert "dead letters: 0" in out
+
+
+def test_no_jobs_section_without_the_csv_state_module(broker, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tasks.csv_batches.state", None)  # import fails
+    status = json.loads(invoke("status", "--json").output)
+    assert "jobs" not in status
+    assert status["deadletters"] == 0
+
+
+def test_the_real_jobs_summary_when_present(broker):
+    pytest.importorskip("tasks.csv_batches.state")
+    from tasks.csv_batches import state
+
+    if not hasattr(state, "status_summary"):
+        pytest.skip("the CSV workflow has no status_summary yet")
+    status = json.loads(invoke("status", "--json").output)
+    assert set(status["jobs"]) >= {"running", "scheduled", "stuck"}
+
+
+def test_unreachable_redis_is_a_clear_error(monkeypatch):
+    from worker.redis_state import reset_redis
+    from worker.services import free_port
+    from worker.settings import reload_worker_settings
+
+    monkeypatch.setenv("REDIS_URL", f"redis://:secret@127.0.0.1:{free_port()}/0")
+    reload_worker_settings()
+    reset_redis()
+    try:
+        result = invoke("status")
+        assert result.exit_code == 1
+        assert "Cannot read the broker at redis://:**@127.0.0.1" in result.output
+        assert "secret" not in result.output
+    finally:
+        monkeypatch.undo()
+        reload_worker_settings()
+        reset_redis()
