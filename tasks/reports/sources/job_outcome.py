@@ -1,20 +1,19 @@
 """``job-outcome``: one line per row of a CSV job, in row order, from the CSV workflow's record.
 
 Rows come from ``tasks.csv_batches.outcomes.iter_row_outcomes(service_id, upload_id, source=)``,
-which raises ``InvalidInput`` (``job_not_found``) for a job it does not know. The params name
-only the upload, so both CSV sources are tried (csv-upload first, then contact-list). The first
-row is read before returning, so a missing job fails before anything is written.
+which raises ``InvalidInput`` (``job_not_found``, ``job_failed``...) at once for a job it cannot
+report. The params name only the upload: the job's bucket (csv-upload or contact-list) is found
+from its state or its object. Another service's upload is not found.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Mapping
-from itertools import chain
 from typing import Any
 
-from storage.errors import ConfigurationError, InvalidInput
+from storage.errors import InvalidInput
 from tasks.reports.params import only, uuid_param
+from tasks.reports.sources import csv_jobs
 
 KIND = "job-outcome"
 COLUMNS = (
@@ -25,9 +24,6 @@ COLUMNS = (
     "error_message",
     "notification_id",
 )
-CSV_SOURCES = ("csv-upload", "contact-list")
-OUTCOMES_MODULE = "tasks.csv_batches.outcomes"
-_END = object()
 
 
 def check_params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -35,34 +31,19 @@ def check_params(params: Mapping[str, Any]) -> dict[str, str]:
     return {"upload_id": uuid_param(params, "upload_id")}
 
 
-def _iter_row_outcomes() -> Any:
-    try:
-        module = importlib.import_module(OUTCOMES_MODULE)
-    except ImportError:
-        raise ConfigurationError(
-            f"The job-outcome report needs {OUTCOMES_MODULE}, which is not installed.",
-            code="unavailable_kind",
-        ) from None
-    return module.iter_row_outcomes
-
-
 def source(service_id: str, params: Mapping[str, Any]) -> tuple[tuple[str, ...], Iterator[list]]:
+    # Imported here: the CSV workflow's validation stack is only needed for this kind.
+    from tasks.csv_batches.outcomes import iter_row_outcomes
+
     upload_id = check_params(params)["upload_id"]
-    iter_row_outcomes = _iter_row_outcomes()
-    for csv_source in CSV_SOURCES:
-        outcomes = iter(iter_row_outcomes(service_id, upload_id, source=csv_source))
-        try:
-            first = next(outcomes, _END)
-        except InvalidInput as error:
-            if error.code == "job_not_found":
-                continue
-            raise
-        rows = outcomes if first is _END else chain([first], outcomes)
-        return COLUMNS, _rows(rows)
-    raise InvalidInput(
-        f"No CSV job {upload_id} for service {service_id}: nothing to report.",
-        code="job_not_found",
-    )
+    csv_source = csv_jobs.job_source(service_id, upload_id)
+    if csv_source is None:
+        raise InvalidInput(
+            f"No CSV job {upload_id} for service {service_id}: nothing to report.",
+            code="job_not_found",
+        )
+    # Raises job_not_found / job_failed at once (a job still running, say), before any write.
+    return COLUMNS, _rows(iter_row_outcomes(service_id, upload_id, source=csv_source))
 
 
 def _rows(outcomes: Iterator[Any]) -> Iterator[list]:
