@@ -1,0 +1,432 @@
+"""A fault-injecting HTTP proxy in front of the moto server, and its pytest fixtures.
+
+``FaultProxy`` is a ``ThreadingHTTPServer`` on 127.0.0.1 that forwards every request to the
+moto endpoint with ``http.client``, streaming bodies both ways, and answers a configurable
+fraction of requests (default 10%) with one of these faults:
+
+* ``slowdown``    — ``503 SlowDown`` with S3's XML error body (botocore: throttling, retried);
+* ``internal``    — ``500 InternalError`` (botocore: transient 5xx, retried);
+* ``drop_before`` — the connection is closed before the request reaches moto (nothing happened);
+* ``drop_after``  — the request IS forwarded and done by moto, then the connection is closed
+  before the response: the client retries an operation that already happened, which exposes
+  non-idempotent steps (CompleteMultipartUpload, conditional PUT/DELETE, …);
+* ``truncate``    — (not in the default mix) the response headers and half the body are sent,
+  then the connection is closed: a streaming read fails mid-way.
+
+The RNG is seeded, so a run is reproducible for a given request order. Counters are kept per
+S3 operation (requests, and faults by kind), and every write is checked for
+``x-amz-server-side-encryption: AES256`` (``unencrypted_writes``). ``force(operation, kind)``
+queues deterministic faults for targeted tests.
+
+In-process code uses it by pointing ``S3_ENDPOINT_URL`` at ``proxy.url`` and calling
+``storage.config.reload_settings()`` (the ``s3_faults`` fixture does both); prefork workers get
+``S3_ENDPOINT_URL=proxy.url`` in their environment (``reliability_fixtures.start_worker``).
+The proxy runs in the test process, so its counters include what the workers did.
+
+Import the fixtures explicitly (named ``*_fixture`` so the parameter names stay free):
+``from tests.faults import fault_proxy_fixture, s3_faults_fixture  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import threading
+import uuid
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+FAULT_KINDS = ("slowdown", "internal", "drop_before", "drop_after", "truncate")
+DEFAULT_KINDS = ("slowdown", "internal", "drop_before", "drop_after")
+DEFAULT_RATE = 0.10
+STREAM_CHUNK = 64 * 1024
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) and ones the proxy re-creates itself.
+_HOP_HEADERS = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "content-length",
+}
+_ERRORS = {
+    "slowdown": (503, "SlowDown", "Please reduce your request rate."),
+    "internal": (500, "InternalError", "We encountered an internal error. Please try again."),
+}
+_WRITE_OPERATIONS = {"PutObject", "CopyObject", "CreateMultipartUpload"}
+
+
+def operation_name(method: str, path: str, query: str, headers: Mapping[str, str]) -> str:
+    """The S3 operation of a path-style request (what botocore would call it)."""
+    q = parse_qs(query, keep_blank_values=True)
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return "ListBuckets"
+    on_object = len(parts) > 1
+    method = method.upper()
+    if "uploads" in q:
+        return "CreateMultipartUpload" if method == "POST" else "ListMultipartUploads"
+    if "uploadId" in q:
+        if method == "PUT":
+            return "UploadPartCopy" if "x-amz-copy-source" in headers else "UploadPart"
+        return {
+            "POST": "CompleteMultipartUpload",
+            "DELETE": "AbortMultipartUpload",
+            "GET": "ListParts",
+        }.get(method, f"{method}Upload")
+    if "delete" in q and method == "POST":
+        return "DeleteObjects"
+    for sub, name in (
+        ("tagging", "Tagging"),
+        ("encryption", "Encryption"),
+        ("lifecycle", "LifecycleConfiguration"),
+        ("location", "Location"),
+        ("versioning", "Versioning"),
+        ("policy", "Policy"),
+    ):
+        if sub in q:
+            verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method)
+            return f"{verb}{'Object' if on_object else 'Bucket'}{name}"
+    if on_object:
+        if method == "PUT":
+            return "CopyObject" if "x-amz-copy-source" in headers else "PutObject"
+        return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(
+            method, f"{method}Object"
+        )
+    if method == "GET":
+        return "ListObjectsV2" if q.get("list-type") == ["2"] else "ListObjects"
+    return {"PUT": "CreateBucket", "HEAD": "HeadBucket", "DELETE": "DeleteBucket"}.get(
+        method, f"{method}Bucket"
+    )
+
+
+@dataclass
+class OperationStats:
+    requests: int = 0
+    faults: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "faults": dict(self.faults)}
+
+
+class FaultProxy:
+    """The proxy server. Start with ``start()`` (or use as a context manager)."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = DEFAULT_RATE,
+        kinds: tuple[str, ...] = DEFAULT_KINDS,
+        seed: int = 1234,
+        operations: set[str] | None = None,
+    ) -> None:
+        target = urlsplit(upstream)
+        if target.scheme != "http" or not target.hostname:
+            raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        self.upstream_host = target.hostname
+        self.upstream_port = target.port or 80
+        self.rate = rate
+        self.kinds = tuple(kinds)
+        self.operations = operations  # None: every operation may fault
+        self.enabled = True
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._stats: dict[str, OperationStats] = defaultdict(OperationStats)
+        self._forced: dict[str, deque[str]] = defaultdict(deque)
+        self.unencrypted_writes: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- control -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "proxy not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def upstream_url(self) -> str:
+        return f"http://{self.upstream_host}:{self.upstream_port}"
+
+    def start(self) -> FaultProxy:
+        handler = type("BoundHandler", (_ProxyHandler,), {"proxy": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fault-proxy", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def force(self, operation: str, kind: str, times: int = 1) -> None:
+        """The next ``times`` requests of ``operation`` get ``kind`` (even when disabled)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self._lock:
+            self._forced[operation].extend([kind] * times)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No random faults inside the block (setting up and checking a test)."""
+        before, self.enabled = self.enabled, False
+        try:
+            yield
+        finally:
+            self.enabled = before
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._stats.clear()
+            self.unencrypted_writes.clear()
+
+    # --- counters ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per operation: ``{"requests": n, "faults": {kind: n}}``."""
+        with self._lock:
+            return {op: s.as_dict() for op, s in sorted(self._stats.items())}
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return sum(s.requests for s in self._stats.values())
+
+    @property
+    def faults(self) -> int:
+        with self._lock:
+            return sum(sum(s.faults.values()) for s in self._stats.values())
+
+    def faults_by_kind(self) -> dict[str, int]:
+        total: Counter = Counter()
+        with self._lock:
+            for s in self._stats.values():
+                total.update(s.faults)
+        return dict(total)
+
+    def summary(self) -> str:
+        """One line for logs and docs."""
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.faults_by_kind().items()))
+        return f"{self.requests} requests, {self.faults} faults ({kinds or 'none'})"
+
+    # --- used by the handler -----------------------------------------------------------------
+
+    def _decide(self, operation: str, path: str, headers: Mapping[str, str]) -> str | None:
+        with self._lock:
+            stats = self._stats[operation]
+            stats.requests += 1
+            if operation in _WRITE_OPERATIONS:
+                sse = headers.get("x-amz-server-side-encryption")
+                if sse != "AES256":
+                    self.unencrypted_writes.append(f"{operation} {path}")
+            kind: str | None = None
+            if self._forced.get(operation):
+                kind = self._forced[operation].popleft()
+            elif (
+                self.enabled
+                and (self.operations is None or operation in self.operations)
+                and self._rng.random() < self.rate
+            ):
+                kind = self._rng.choice(self.kinds)
+            if kind:
+                stats.faults[kind] += 1
+            return kind
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    proxy: FaultProxy
+    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's pool expects
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request otherwise
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_HEAD = do_PUT = do_POST = do_DELETE = do_GET
+
+    # --- one request -------------------------------------------------------------------------
+
+    def _handle(self) -> None:
+        split = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if split.path.startswith("/moto-api"):
+            self._forward(None)  # the rig's own control calls are never faulted
+            return
+        operation = operation_name(self.command, split.path, split.query, headers)
+        kind = self.proxy._decide(operation, split.path, headers)
+        if kind in ("slowdown", "internal"):
+            self._drain_request_body()
+            self._send_error(kind)
+        elif kind == "drop_before":
+            self._drain_request_body()
+            self._drop()
+        else:
+            self._forward(kind)
+
+    def _request_body(self) -> Iterator[bytes]:
+        """The request body as it arrives (Content-Length or chunked)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return
+                remaining = size
+                while remaining:
+                    chunk = self.rfile.read(min(remaining, STREAM_CHUNK))
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
+                    yield chunk
+                self.rfile.readline()  # CRLF after each chunk
+        remaining = int(self.headers.get("Content-Length") or 0)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, STREAM_CHUNK))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+
+    def _drain_request_body(self) -> None:
+        for _ in self._request_body():
+            pass
+
+    def _send_error(self, kind: str) -> None:
+        status, code, message = _ERRORS[kind]
+        request_id = uuid.uuid4().hex[:16].upper()
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("x-amz-request-id", request_id)
+        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _drop(self) -> None:
+        """Close the connection without a response (the client sees it reset or closed)."""
+        self.close_connection = True
+        with suppress(OSError):
+            self.wfile.flush()
+        with suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _forward(self, kind: str | None) -> None:
+        proxy = self.proxy
+        upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=60)
+        try:
+            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            for name, value in self.headers.items():
+                if name.lower() not in _HOP_HEADERS:
+                    upstream.putheader(name, value)
+            if chunked:
+                upstream.putheader("Transfer-Encoding", "chunked")
+            else:
+                upstream.putheader("Content-Length", self.headers.get("Content-Length") or "0")
+            upstream.endheaders()
+            for chunk in self._request_body():
+                upstream.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if chunked:
+                upstream.send(b"0\r\n\r\n")
+            response = upstream.getresponse()
+            if kind == "drop_after":
+                response.read()  # moto has done it; the client never hears
+                self._drop()
+                return
+            self._relay(response, truncate=kind == "truncate")
+        except (OSError, http.client.HTTPException):
+            self._drop()
+        finally:
+            upstream.close()
+
+    def _relay(self, response: http.client.HTTPResponse, *, truncate: bool) -> None:
+        self.send_response_only(response.status, response.reason)
+        length = response.getheader("Content-Length")
+        for name, value in response.getheaders():
+            if name.lower() not in _HOP_HEADERS:
+                self.send_header(name, value)
+        no_body = self.command == "HEAD" or response.status in (204, 304)
+        if length is not None:
+            self.send_header("Content-Length", length)
+        elif not no_body:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if no_body:
+            return
+        if truncate:
+            half = max(int(length or 0) // 2, 1)
+            self.wfile.write(response.read(half))
+            self._drop()
+            return
+        while chunk := response.read(STREAM_CHUNK):
+            if length is not None:
+                self.wfile.write(chunk)
+            else:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        if length is None:
+            self.wfile.write(b"0\r\n\r\n")
+
+
+# --- pytest fixtures (import them explicitly into a test module) ---------------------------------
+
+
+@pytest.fixture(name="fault_proxy")
+def fault_proxy_fixture(moto_endpoint: str) -> Iterator[FaultProxy]:
+    """A started proxy in front of the session's moto server, faults ON (10%, seed 1234).
+
+    The process's S3 settings are not touched: use ``s3_faults`` for in-process code, or pass
+    ``proxy.url`` as ``S3_ENDPOINT_URL`` to a worker subprocess.
+    """
+    with FaultProxy(moto_endpoint) as proxy:
+        yield proxy
+
+
+@pytest.fixture(name="s3_faults")
+def s3_faults_fixture(
+    s3: Any, fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
+    """``s3`` (clean buckets; its client talks to moto directly) plus this process's
+    ``get_client()`` going through the fault proxy."""
+    from storage.config import reload_settings
+
+    monkeypatch.setenv("S3_ENDPOINT_URL", fault_proxy.url)
+    reload_settings()
+    yield fault_proxy
+    monkeypatch.setenv("S3_ENDPOINT_URL", fault_proxy.upstream_url)
+    reload_settings()

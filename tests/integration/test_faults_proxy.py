@@ -1,0 +1,176 @@
+"""The fault proxy itself: it forwards faithfully, and each fault does what it says.
+
+If the proxy silently forwarded everything, every ``test_faults_*`` test would pass for the
+wrong reason; these tests pin down that each fault kind reaches botocore as it should.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from botocore.exceptions import ClientError, ConnectionClosedError
+
+from storage.buckets import SSE
+from storage.client import client_config, get_client
+from storage.config import get_settings
+from tests.faults import (  # noqa: F401  (fixtures)
+    FaultProxy,
+    fault_proxy_fixture,
+    operation_name,
+    s3_faults_fixture,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _bucket() -> str:
+    return get_settings().bucket("report-downloads")
+
+
+def _single_attempt_client():
+    """No retries: botocore's ``max_attempts`` counts retries, ``total_max_attempts`` tries."""
+    import boto3
+    from botocore.config import Config
+
+    settings = get_settings()
+    config = client_config(settings).merge(
+        Config(retries={"mode": "standard", "total_max_attempts": 1})
+    )
+    return boto3.session.Session().client("s3", endpoint_url=settings.endpoint_url, config=config)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "headers", "expected"),
+    [
+        ("GET", "/b", "list-type=2&prefix=x", {}, "ListObjectsV2"),
+        ("GET", "/b", "uploads", {}, "ListMultipartUploads"),
+        ("POST", "/b/k", "uploads", {}, "CreateMultipartUpload"),
+        ("PUT", "/b/k", "partNumber=1&uploadId=u", {}, "UploadPart"),
+        ("PUT", "/b/k", "partNumber=1&uploadId=u", {"x-amz-copy-source": "a"}, "UploadPartCopy"),
+        ("POST", "/b/k", "uploadId=u", {}, "CompleteMultipartUpload"),
+        ("DELETE", "/b/k", "uploadId=u", {}, "AbortMultipartUpload"),
+        ("POST", "/b", "delete", {}, "DeleteObjects"),
+        ("PUT", "/b/k", "", {"x-amz-copy-source": "b/k"}, "CopyObject"),
+        ("PUT", "/b/k/deep", "", {}, "PutObject"),
+        ("GET", "/b/k", "", {}, "GetObject"),
+        ("HEAD", "/b/k", "", {}, "HeadObject"),
+        ("DELETE", "/b/k", "", {}, "DeleteObject"),
+        ("GET", "/b/k", "tagging", {}, "GetObjectTagging"),
+        ("GET", "/b", "location", {}, "GetBucketLocation"),
+        ("PUT", "/b", "", {}, "CreateBucket"),
+        ("GET", "/", "", {}, "ListBuckets"),
+    ],
+)
+def test_operation_names(method, path, query, headers, expected):
+    assert operation_name(method, path, query, headers) == expected
+
+
+def test_forwards_faithfully_when_no_fault(s3_faults):
+    s3_faults.rate = 0
+    client = get_client()
+    body = bytes(range(256)) * 12_000  # ~3 MB, streamed through in 64 KiB chunks
+    client.put_object(Bucket=_bucket(), Key="big.bin", Body=body, ServerSideEncryption=SSE)
+    got = client.get_object(Bucket=_bucket(), Key="big.bin")["Body"].read()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest()
+    assert client.head_object(Bucket=_bucket(), Key="big.bin")["ContentLength"] == len(body)
+    listed = client.list_objects_v2(Bucket=_bucket())["Contents"]
+    assert [o["Key"] for o in listed] == ["big.bin"]
+    client.delete_object(Bucket=_bucket(), Key="big.bin")
+    assert s3_faults.faults == 0
+    stats = s3_faults.stats()
+    assert stats["PutObject"]["requests"] == 1
+    assert stats["GetObject"]["requests"] == 1
+    assert stats["DeleteObject"]["requests"] == 1
+    assert s3_faults.unencrypted_writes == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"), [("slowdown", "SlowDown"), ("internal", "InternalError")]
+)
+def test_error_faults_reach_botocore_as_s3_errors(s3_faults, kind, code):
+    s3_faults.force("PutObject", kind)
+    client = _single_attempt_client()
+    with pytest.raises(ClientError) as caught:
+        client.put_object(Bucket=_bucket(), Key="k", Body=b"x", ServerSideEncryption=SSE)
+    assert caught.value.response["Error"]["Code"] == code
+    assert get_client().list_objects_v2(Bucket=_bucket())["KeyCount"] == 0  # nothing written
+
+
+def test_error_faults_on_head_requests(s3_faults):
+    s3_faults.force("HeadObject", "slowdown")
+    with pytest.raises(ClientError) as caught:
+        _single_attempt_client().head_object(Bucket=_bucket(), Key="missing")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+
+
+def test_drop_before_means_nothing_happened(s3_faults):
+    s3_faults.force("PutObject", "drop_before")
+    with pytest.raises(ConnectionClosedError):
+        _single_attempt_client().put_object(
+            Bucket=_bucket(), Key="k", Body=b"x", ServerSideEncryption=SSE
+        )
+    assert get_client().list_objects_v2(Bucket=_bucket())["KeyCount"] == 0
+
+
+def test_drop_after_means_it_happened_but_the_client_did_not_hear(s3_faults):
+    s3_faults.force("PutObject", "drop_after")
+    with pytest.raises(ConnectionClosedError):
+        _single_attempt_client().put_object(
+            Bucket=_bucket(), Key="k", Body=b"x", ServerSideEncryption=SSE
+        )
+    assert get_client().list_objects_v2(Bucket=_bucket())["KeyCount"] == 1
+
+
+def test_drop_after_exposes_a_non_idempotent_retry(s3_faults):
+    """The retry of a conditional PUT that already happened is refused by its own condition."""
+    s3_faults.force("PutObject", "drop_after")
+    with pytest.raises(ClientError) as caught:
+        get_client().put_object(
+            Bucket=_bucket(), Key="k", Body=b"x", ServerSideEncryption=SSE, IfNoneMatch="*"
+        )
+    assert caught.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert s3_faults.stats()["PutObject"] == {"requests": 2, "faults": {"drop_after": 1}}
+
+
+def test_truncate_breaks_a_streaming_read(s3_faults):
+    client = get_client()
+    client.put_object(Bucket=_bucket(), Key="k", Body=b"y" * 100_000, ServerSideEncryption=SSE)
+    s3_faults.force("GetObject", "truncate")
+    body = client.get_object(Bucket=_bucket(), Key="k")["Body"]
+    with pytest.raises(Exception) as caught:
+        body.read()
+    assert "IncompleteRead" in repr(caught.value) or "Connection" in repr(caught.value)
+
+
+def test_standard_retries_absorb_single_faults(s3_faults):
+    s3_faults.rate = 0  # only the forced faults
+    client = get_client()
+    for kind in ("slowdown", "internal", "drop_before"):
+        s3_faults.force("PutObject", kind)
+    for i in range(3):
+        client.put_object(Bucket=_bucket(), Key=f"k{i}", Body=b"x", ServerSideEncryption=SSE)
+    assert s3_faults.stats()["PutObject"] == {
+        "requests": 6,
+        "faults": {"slowdown": 1, "internal": 1, "drop_before": 1},
+    }
+
+
+def test_random_faults_are_seeded_and_near_the_rate(moto_endpoint):
+    def decisions(seed: int) -> list[str | None]:
+        proxy = FaultProxy(moto_endpoint, seed=seed)
+        return [proxy._decide("GetObject", "/b/k", {}) for _ in range(2000)]
+
+    first = decisions(7)
+    assert first == decisions(7)
+    assert first != decisions(8)
+    rate = sum(d is not None for d in first) / len(first)
+    assert 0.08 < rate < 0.12
+    assert {d for d in first if d} == {"slowdown", "internal", "drop_before", "drop_after"}
+
+
+def test_unencrypted_writes_are_flagged(s3_faults, s3):
+    s3_faults.rate = 0
+    get_client().put_object(Bucket=_bucket(), Key="plain", Body=b"x")
+    assert s3_faults.unencrypted_writes == [f"PutObject /{_bucket()}/plain"]
+    s3.delete_object(Bucket=_bucket(), Key="plain")  # or the s3 fixture's own audit fails
