@@ -236,3 +236,14 @@ def recorded(client: Any) -> Iterator[RequestLog]:
 
 class Killed(BaseException):
     """Stands for the process dying at a line (not an Exception: nothing may catch it)."""
+
+
+def age_in_moto(bucket: str, key: str, hours: float) -> None:
+    """Make an object look ``hours`` older (in-process moto only: reaches into its backend)."""
+    from datetime import timedelta
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    fake = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[bucket].keys[key]
+    fake.last_modified = fake.last_modified - timedelta(hours=hours)
