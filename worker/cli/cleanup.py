@@ -1,5 +1,197 @@
-"""`notify-worker cleanup` (filled in by its workflow)."""
+"""``notify-worker cleanup --bucket PURPOSE``: a dry run unless ``--execute``.
+
+Exit codes: 0 done (or a dry run of a purpose that is never swept), 1 the run failed or some
+keys could not be deleted, 3 ``--max-deletions`` reached, 4 ``--execute`` on a purpose that
+is never swept (protected, or reference-only without a reference check).
+"""
 
 from __future__ import annotations
 
-COMMANDS: list = []
+from typing import Any
+
+import click
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from storage.buckets import PURPOSES
+from worker.cli.output import console, err_console, print_json
+
+EXIT_FAILED = 1
+EXIT_MAX_DELETIONS = 3
+EXIT_REFUSED = 4
+
+
+@click.command("cleanup")
+@click.option(
+    "--bucket", "purpose", required=True, type=click.Choice(PURPOSES), help="Purpose to sweep."
+)
+@click.option("--execute", is_flag=True, help="Really delete (default: dry run).")
+@click.option(
+    "--max-deletions",
+    type=click.IntRange(min=1),
+    help="Stop after this many deletions (default NOTIFY_CLEANUP_MAX_DELETIONS, 10,000).",
+)
+@click.option("--as-of", help="ISO 8601 moment ages are measured against (default now; naive=UTC).")
+@click.option("--enqueue", is_flag=True, help="Send notify.cleanup.sweep to the workers instead.")
+@click.option("--wait", is_flag=True, help="With --enqueue: wait for the result and print it.")
+@click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to --wait.")
+@click.option("-v", "--verbose", is_flag=True, help="List every key deleted (or to be deleted).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def cleanup_command(
+    purpose: str,
+    execute: bool,
+    max_deletions: int | None,
+    as_of: str | None,
+    enqueue: bool,
+    wait: bool,
+    timeout: float,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Find and delete expired or orphaned objects in one bucket (SPEC §7)."""
+    from storage.keys import isoformat, parse_timestamp
+
+    if as_of is not None:
+        as_of = isoformat(parse_timestamp(as_of, "--as-of"))
+    if enqueue:
+        result = _enqueue(purpose, execute, max_deletions, as_of, wait, timeout)
+        if result is None:
+            return
+    else:
+        result = _run_here(purpose, execute, max_deletions, as_of, verbose, as_json)
+    if as_json:
+        print_json(result)
+    else:
+        _print_summary(result)
+    raise SystemExit(exit_code(result))
+
+
+def exit_code(result: dict[str, Any]) -> int:
+    status = result.get("status")
+    if status == "skipped":
+        return 0 if result.get("dry_run", True) else EXIT_REFUSED
+    if result.get("error_code") == "max_deletions_reached":
+        return EXIT_MAX_DELETIONS
+    return EXIT_FAILED if status == "failed" else 0
+
+
+def _enqueue(
+    purpose: str,
+    execute: bool,
+    max_deletions: int | None,
+    as_of: str | None,
+    wait: bool,
+    timeout: float,
+) -> dict[str, Any] | None:
+    from worker.client import NotifyClient
+
+    sent = NotifyClient().sweep_bucket(
+        purpose, dry_run=not execute, max_deletions=max_deletions, as_of=as_of
+    )
+    if not wait:
+        print_json({"task_id": sent.id, "task": "notify.cleanup.sweep", "bucket": purpose})
+        return None
+    value = sent.get(timeout=timeout, propagate=False)
+    if not isinstance(value, dict):
+        value = {
+            "status": "failed",
+            "error_code": "task_error",
+            "error_message": f"{type(value).__name__}: {value}",
+            "dry_run": not execute,
+        }
+    return value
+
+
+def _run_here(
+    purpose: str,
+    execute: bool,
+    max_deletions: int | None,
+    as_of: str | None,
+    verbose: bool,
+    as_json: bool,
+) -> dict[str, Any]:
+    from tasks.cleanup.sweep import sweep
+
+    # Keys and the progress bar go to stderr with --json, so stdout stays one JSON document.
+    out = err_console if as_json else console
+    verb = "deleted" if execute else "would delete"
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"cleanup {purpose}", total=None)
+
+        def on_progress(update: Any) -> None:
+            bar.update(
+                task,
+                description=(
+                    f"cleanup {purpose}: listed {update.listed:,}, {verb} "
+                    f"{(update.deleted if execute else update.matched):,}, kept {update.kept:,}"
+                ),
+            )
+            if verbose and update.batch:
+                done = set(update.deleted_keys)
+                for candidate in update.batch:
+                    status = verb if not execute or candidate.key in done else "NOT deleted"
+                    out.print(f"{status}  {candidate.key}  ({candidate.reason})", markup=False)
+
+        result = sweep(
+            purpose,
+            dry_run=not execute,
+            max_deletions=max_deletions,
+            as_of=as_of,
+            progress=on_progress,
+        )
+    return result.as_dict()
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    dry = result.get("dry_run", True)
+    mode = "DRY RUN (nothing deleted; add --execute to delete)" if dry else "EXECUTED"
+    console.print(f"cleanup {result.get('purpose', '?')} ({result.get('bucket', '?')}): {mode}")
+    if result.get("rule"):
+        console.print(f"rule: {result['rule']}", markup=False)
+    if result.get("status") == "skipped":
+        console.print(f"[yellow]skipped:[/] {result.get('reason')}")
+        if not dry:
+            console.print("[red]refused:[/] nothing was deleted.")
+    table = Table(show_edge=False)
+    table.add_column("outcome")
+    table.add_column("reason")
+    table.add_column("objects", justify="right")
+    label = "would delete" if dry else "deleted"
+    for reason, count in (result.get("matched_by_reason") or {}).items():
+        table.add_row(label, reason, f"{count:,}")
+    for reason, count in (result.get("kept_by_reason") or {}).items():
+        table.add_row("kept", reason, f"{count:,}")
+    if table.row_count:
+        console.print(table)
+    summary = (
+        f"listed {result.get('listed', 0):,}; {label} "
+        f"{result.get('deleted' if not dry else 'matched', 0):,}; kept {result.get('kept', 0):,}"
+    )
+    if result.get("multipart_stale"):
+        summary += (
+            f"; stale multipart uploads {result['multipart_stale']}"
+            f" (aborted {result.get('multipart_aborted', 0)})"
+        )
+    console.print(summary)
+    for log_key in result.get("audit_logs") or []:
+        console.print(f"audit log: {log_key}", markup=False)
+    for error in result.get("errors") or []:
+        console.print(
+            f"[red]not deleted:[/] {error['key']} ({error['code']}: {error['message']})",
+            markup=False,
+        )
+    if result.get("error_count", 0) > len(result.get("errors") or []):
+        console.print(f"... {result['error_count']} per-key errors in all")
+    if result.get("status") == "failed":
+        code = result.get("error_code")
+        message = result.get("error_message")
+        err_console.print(f"[red]error ({code}):[/] {message}")
+
+
+COMMANDS = [cleanup_command]

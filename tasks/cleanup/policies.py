@@ -1,0 +1,386 @@
+"""Per-purpose cleanup decisions, driven by the registry's ``cleanup`` rule (SPEC §7).
+
+A policy judges each listed object in two steps:
+
+* ``judge(obj)`` — from what ListObjectsV2 gives (key, size, LastModified) only, no request:
+  either a deletion *candidate* with its reason, or *kept* with its reason;
+* ``confirm(candidates)`` — once per batch of at most 1,000 candidates, just before they are
+  deleted: the checks that cost a call (the reference check plug-in; the CSV jobs' Redis state
+  and a HEAD of each CSV candidate). It returns, for each candidate, ``None`` (delete it) or
+  the reason it is kept after all.
+
+``refusal`` is set when the purpose must not be swept at all (protected buckets, reference-only
+buckets without a reference check): the sweep then lists nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+
+from storage import keys as keyspace
+from storage.buckets import (
+    AUDIT_LOG_PREFIX,
+    AUDIT_LOG_RETENTION_DAYS,
+    BucketSpec,
+    CleanupRule,
+    spec,
+)
+from storage.config import env_int
+from storage.errors import ConfigurationError, InvalidInput, S3NotFound, TransientError
+from storage.listing import ListedObject
+from storage.objects import ObjectInfo, head
+from tasks.cleanup.reference import ReferenceCheck, load_reference_check
+
+# --- reasons (the words of the result, the audit log and the CLI) -----------------------------
+
+EXPIRED = "expired"  # older than the purpose's retention
+TEMP_LOGO_EXPIRED = "temporary_logo_expired"
+AUDIT_LOG_EXPIRED = "audit_log_expired"
+UNREFERENCED = "unreferenced"  # the reference check says nothing uses it
+
+TOO_RECENT = "too_recent"
+PERMANENT_LOGO = "permanent_logo"
+JOB_PENDING = "job_pending"  # Redis says the job is scheduled or running
+JOB_SCHEDULED = "job_scheduled"  # metadata says scheduled and unfinished (Redis may have lost it)
+REFERENCED = "referenced"
+REFERENCE_GRACE = "reference_grace"  # too new to trust "unreferenced" (web app writes S3 first)
+CURRENT_RUN_AUDIT_LOG = "current_run_audit_log"
+UNREADABLE_METADATA = "unreadable_metadata"
+GONE = "gone"  # deleted by someone else between listing and HEAD
+
+OVERRIDES_ENV = "NOTIFY_CSV_RETENTION_OVERRIDES"
+REFERENCE_GRACE_DAYS = 1
+# An audit log younger than this by the real clock belongs to a run that may still be going.
+AUDIT_LOG_MIN_REAL_AGE = timedelta(days=1)
+CSV_HEAD_CONCURRENCY = 8
+
+Verdict = tuple[bool, str]  # (delete?, reason)
+PendingSource = Callable[[], Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A listed object the cheap rule would delete, and why."""
+
+    key: str
+    size: int
+    last_modified: datetime
+    reason: str
+
+    @classmethod
+    def of(cls, obj: ListedObject, reason: str) -> Candidate:
+        return cls(obj.key, obj.size, obj.last_modified, reason)
+
+
+@dataclass
+class Policy:
+    """Base policy: nothing is deleted. Subclasses override ``judge`` / ``confirm``."""
+
+    purpose: str
+    as_of: datetime
+    now: datetime
+    refusal: str | None = None
+
+    def judge(self, obj: ListedObject) -> Verdict:
+        return False, "protected"
+
+    def confirm(self, candidates: Sequence[Candidate]) -> list[str | None]:
+        return [None] * len(candidates)
+
+    def describe(self) -> str:
+        return self.refusal or "no rule"
+
+
+def _older_than(moment: datetime, reference: datetime, days: int) -> bool:
+    """True when ``moment`` is more than ``days`` days before ``reference``."""
+    return moment < reference - timedelta(days=days)
+
+
+@dataclass
+class ProtectedPolicy(Policy):
+    def describe(self) -> str:
+        return "protected: never deleted"
+
+
+@dataclass
+class AgePolicy(Policy):
+    retention_days: int = 7
+
+    def judge(self, obj: ListedObject) -> Verdict:
+        if _older_than(obj.last_modified, self.as_of, self.retention_days):
+            return True, EXPIRED
+        return False, TOO_RECENT
+
+    def describe(self) -> str:
+        return f"every object older than {self.retention_days} days"
+
+
+@dataclass
+class TempLogoPolicy(Policy):
+    retention_days: int = 7
+
+    def judge(self, obj: ListedObject) -> Verdict:
+        # Temporary logos live at the root (email) or under letters/ (letter logos).
+        placed = "/" not in obj.key or obj.key.startswith("letters/")
+        if not (placed and keyspace.is_temporary_logo(obj.key)):
+            return False, PERMANENT_LOGO
+        if _older_than(obj.last_modified, self.as_of, self.retention_days):
+            return True, TEMP_LOGO_EXPIRED
+        return False, TOO_RECENT
+
+    def describe(self) -> str:
+        return f"temporary logos (file name starts temp-) older than {self.retention_days} days"
+
+
+@dataclass
+class ReportsPolicy(Policy):
+    retention_days: int = 7
+    audit_retention_days: int = AUDIT_LOG_RETENTION_DAYS
+    own_audit_prefix: str = ""
+
+    def judge(self, obj: ListedObject) -> Verdict:
+        if obj.key.startswith(AUDIT_LOG_PREFIX):
+            if self.own_audit_prefix and obj.key.startswith(self.own_audit_prefix):
+                return False, CURRENT_RUN_AUDIT_LOG
+            # as_of may age logs for a preview, but never one a running sweep may be writing.
+            if obj.last_modified > self.now - AUDIT_LOG_MIN_REAL_AGE:
+                return False, TOO_RECENT
+            if _older_than(obj.last_modified, self.as_of, self.audit_retention_days):
+                return True, AUDIT_LOG_EXPIRED
+            return False, TOO_RECENT
+        if _older_than(obj.last_modified, self.as_of, self.retention_days):
+            return True, EXPIRED
+        return False, TOO_RECENT
+
+    def describe(self) -> str:
+        return (
+            f"reports older than {self.retention_days} days; {AUDIT_LOG_PREFIX} logs older "
+            f"than {self.audit_retention_days} days"
+        )
+
+
+@dataclass
+class ReferencePolicy(Policy):
+    check: ReferenceCheck | None = None
+    grace_days: int = REFERENCE_GRACE_DAYS
+
+    def judge(self, obj: ListedObject) -> Verdict:
+        if _older_than(obj.last_modified, self.as_of, self.grace_days):
+            return True, UNREFERENCED
+        return False, REFERENCE_GRACE
+
+    def confirm(self, candidates: Sequence[Candidate]) -> list[str | None]:
+        assert self.check is not None
+        referenced = self.check(self.purpose, [c.key for c in candidates])
+        return [REFERENCED if c.key in referenced else None for c in candidates]
+
+    def describe(self) -> str:
+        return f"objects the reference check no longer knows, older than {self.grace_days} day(s)"
+
+
+@dataclass
+class CsvUploadPolicy(Policy):
+    """Retention counted from the latest of upload, ``scheduled_for`` and
+    ``processing_finished_at``; never while the job is scheduled or running.
+
+    ``judge`` uses LastModified, which is never earlier than any of those recording moments
+    (the CSV workflow rewrites the object's metadata, resetting LastModified, when it records
+    ``scheduled_for`` and when it writes the outcome). ``confirm`` drops the jobs Redis says are
+    pending, then HEADs the remaining candidates (one HEAD per object about to be deleted, never
+    per listed object) and applies the exact rule from the metadata, so a schedule Redis has
+    lost, or a cancelled job scheduled for later, is still honoured.
+    """
+
+    retention_days: int = 7
+    overrides: Mapping[str, int] = field(default_factory=dict)
+    pending_source: PendingSource | None = None
+    bucket: str = ""
+    client: Any = None
+    head_concurrency: int = CSV_HEAD_CONCURRENCY
+
+    def retention_for(self, key: str) -> int:
+        parsed = keyspace.parse_csv_upload_key(key)
+        if parsed is None:
+            return self.retention_days
+        return self.overrides.get(parsed.service_id.lower(), self.retention_days)
+
+    def judge(self, obj: ListedObject) -> Verdict:
+        if _older_than(obj.last_modified, self.as_of, self.retention_for(obj.key)):
+            return True, EXPIRED
+        return False, TOO_RECENT
+
+    def _pending_ids(self) -> set[str]:
+        assert self.pending_source is not None
+        try:
+            pending = self.pending_source()
+        except redis.RedisError as error:
+            raise TransientError(
+                f"Could not read the pending CSV jobs from Redis ({type(error).__name__}); "
+                "nothing was deleted from this batch. Will retry."
+            ) from error
+        return {str(upload_id).lower() for upload_id in pending}
+
+    def confirm(self, candidates: Sequence[Candidate]) -> list[str | None]:
+        pending = self._pending_ids()
+        verdicts: list[str | None] = []
+        to_head: list[int] = []
+        for index, candidate in enumerate(candidates):
+            parsed = keyspace.parse_csv_upload_key(candidate.key)
+            if parsed is not None and parsed.object_id.lower() in pending:
+                verdicts.append(JOB_PENDING)
+            else:
+                verdicts.append(None)
+                to_head.append(index)
+        if to_head:
+            with ThreadPoolExecutor(max_workers=self.head_concurrency) as pool:
+                infos = list(pool.map(self._head, [candidates[i].key for i in to_head]))
+            for index, info in zip(to_head, infos, strict=True):
+                verdicts[index] = self._verdict_from_metadata(candidates[index], info)
+        return verdicts
+
+    def _head(self, key: str) -> ObjectInfo | None:
+        try:
+            return head(self.bucket, key, client=self.client)
+        except S3NotFound:
+            return None
+
+    def _verdict_from_metadata(self, candidate: Candidate, info: ObjectInfo | None) -> str | None:
+        if info is None:
+            return GONE
+        meta = {k.lower(): v for k, v in info.metadata.items()}
+        try:
+            moments = [info.last_modified]
+            for name in ("uploaded_at", "scheduled_for", "processing_finished_at"):
+                if meta.get(name):
+                    moments.append(keyspace.parse_timestamp(meta[name], name))
+        except InvalidInput:
+            return UNREADABLE_METADATA
+        as_of = self.as_of
+        if meta.get("scheduled_for") and not meta.get("processing_status"):
+            # Scheduled and no outcome yet: pending, or lost from Redis and about to be rebuilt
+            # by the reconciler. Judge it by the real clock, whatever as_of says.
+            as_of = min(as_of, self.now)
+            if keyspace.parse_timestamp(meta["scheduled_for"]) > self.now:
+                return JOB_SCHEDULED
+        if _older_than(max(moments), as_of, self.retention_for(candidate.key)):
+            return None
+        return TOO_RECENT
+
+    def describe(self) -> str:
+        extra = f" ({len(self.overrides)} per-service overrides)" if self.overrides else ""
+        return (
+            f"CSVs older than {self.retention_days} days{extra} from the latest of upload, "
+            "scheduled_for and processing_finished_at; never while the job is pending"
+        )
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def parse_retention_overrides(raw: str, *, name: str = OVERRIDES_ENV) -> dict[str, int]:
+    """``"<service_id>=<days>,..."`` to ``{service_id: days}``; a clear error otherwise."""
+    overrides: dict[str, int] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        service_id, sep, days_text = (piece.strip() for piece in item.partition("="))
+        try:
+            if not sep:
+                raise ValueError
+            keyspace.require_uuid(service_id, "service_id")
+            days = int(days_text)
+            if days < 1:
+                raise ValueError
+        except (ValueError, InvalidInput):
+            raise ConfigurationError(
+                f"{name} must look like '<service_id>=<days>,...' with UUID service ids and "
+                f"whole days >= 1; bad entry {item[:80]!r}.",
+                code="invalid_retention_override",
+            ) from None
+        overrides[service_id.lower()] = days
+    return overrides
+
+
+def retention_days(bucket: BucketSpec, environ: Mapping[str, str]) -> int:
+    default = bucket.retention_days or 7
+    if bucket.retention_env:
+        return env_int(environ, bucket.retention_env, default, minimum=1)
+    return default
+
+
+def load_pending_source() -> PendingSource:
+    """The CSV workflow's ``pending_uploads`` API; refusing csv-upload without it is safer
+    than guessing that nothing is pending."""
+    try:
+        from tasks.csv_batches.state import pending_uploads
+    except ImportError as error:
+        raise ConfigurationError(
+            "Cannot sweep csv-upload: the CSV job state API "
+            "(tasks.csv_batches.state.pending_uploads) is not available, so scheduled and "
+            f"running jobs cannot be protected ({error}). Nothing was deleted.",
+            code="csv_state_unavailable",
+        ) from None
+    return pending_uploads
+
+
+def policy_for(
+    purpose: str,
+    *,
+    as_of: datetime,
+    now: datetime,
+    bucket: str,
+    own_audit_prefix: str = "",
+    environ: Mapping[str, str] | None = None,
+    reference_check: ReferenceCheck | None = None,
+    pending_source: PendingSource | None = None,
+    client: Any = None,
+) -> Policy:
+    """The policy of ``purpose`` for one run.
+
+    ``reference_check`` and ``pending_source`` default to the configured plug-in
+    (``NOTIFY_REFERENCE_CHECK``) and the CSV workflow's ``pending_uploads``.
+    """
+    environ = os.environ if environ is None else environ
+    entry = spec(purpose)
+    rule = entry.cleanup
+    common: dict[str, Any] = {"purpose": purpose, "as_of": as_of, "now": now}
+    if rule is CleanupRule.PROTECTED:
+        return ProtectedPolicy(
+            **common, refusal=f"{purpose} is protected: its objects are never deleted."
+        )
+    if rule is CleanupRule.AGE:
+        return AgePolicy(**common, retention_days=retention_days(entry, environ))
+    if rule is CleanupRule.TEMP_LOGO:
+        return TempLogoPolicy(**common, retention_days=retention_days(entry, environ))
+    if rule is CleanupRule.REPORTS:
+        return ReportsPolicy(
+            **common,
+            retention_days=retention_days(entry, environ),
+            own_audit_prefix=own_audit_prefix,
+        )
+    if rule is CleanupRule.REFERENCE:
+        check = reference_check or load_reference_check(environ)
+        refusal = None
+        if check is None:
+            refusal = (
+                f"{purpose} is only swept through the reference check, and "
+                "NOTIFY_REFERENCE_CHECK is not set: nothing is deleted."
+            )
+        return ReferencePolicy(**common, refusal=refusal, check=check)
+    if rule is CleanupRule.CSV_JOBS:
+        return CsvUploadPolicy(
+            **common,
+            retention_days=retention_days(entry, environ),
+            overrides=parse_retention_overrides(environ.get(OVERRIDES_ENV) or ""),
+            pending_source=pending_source or load_pending_source(),
+            bucket=bucket,
+            client=client,
+        )
+    raise ConfigurationError(f"No cleanup policy for rule {rule!r} ({purpose}).")
