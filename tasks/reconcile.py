@@ -1,6 +1,7 @@
 """``notify.jobs.reconcile``: re-drive jobs whose messages were lost or whose worker died.
 
-The CSV workflow plugs its recovery in here (stale running jobs, lost schedules).
+The CSV workflow's recovery does the work (tasks/csv_batches/recovery.py): stale running jobs
+resume from their checkpoint, lost schedules are rebuilt from the objects' metadata.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from worker import queues
 from worker.app import app
 
 
-def reconcile() -> dict[str, Any]:
+def reconcile(*, rebuild: bool | None = None) -> dict[str, Any]:
     """One pass over the job state. Idempotent: deterministic ids make a repeat harmless."""
-    return {"status": "ok", "resumed": 0, "rescheduled": 0}
+    from tasks.csv_batches.recovery import reconcile as reconcile_csv_jobs
+
+    return reconcile_csv_jobs(rebuild=rebuild)
 
 
 @app.task(name=queues.JOBS_RECONCILE, queue=queues.PERIODIC)

@@ -1,1 +1,44 @@
-"""Celery tasks of the CSV batches workflow."""
+"""Celery tasks of the CSV batches workflow: thin wrappers over the plain-function cores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.csv_batches import processing, scheduling
+from tasks.csv_batches.sink import save_batch_task
+from tasks.csv_batches.spec import JobSpec
+from worker import queues
+from worker.app import app
+
+__all__ = ["cancel", "process_batch", "release_due", "save_batch_task"]
+
+
+@app.task(name=queues.CSV_PROCESS_BATCH, queue=queues.CSV_BATCHES)
+def process_batch(
+    service_id: str,
+    upload_id: str,
+    template: dict[str, Any],
+    options: dict[str, bool] | None = None,
+    sender_id: str | None = None,
+    source: str = "csv-upload",
+    scheduled_for: str | None = None,
+) -> dict[str, Any]:
+    spec = JobSpec.from_kwargs(
+        service_id=service_id,
+        upload_id=upload_id,
+        template=template,
+        options=options,
+        sender_id=sender_id,
+        source=source,
+    )
+    return processing.process_job(spec, scheduled_for=scheduled_for)
+
+
+@app.task(name=queues.CSV_CANCEL, queue=queues.CSV_BATCHES)
+def cancel(service_id: str, upload_id: str) -> dict[str, Any]:
+    return scheduling.cancel_job(service_id, upload_id)
+
+
+@app.task(name=queues.CSV_RELEASE_DUE, queue=queues.PERIODIC)
+def release_due() -> dict[str, Any]:
+    return scheduling.release_due()

@@ -1,0 +1,233 @@
+"""Streaming CSV reading: bytes in, header and rows out, file-level errors as ``FileError``.
+
+One object is read as a stream of lines (never the whole file): raw chunks are checked for NUL
+bytes, decoded as UTF-8 incrementally, split into lines the way the ``csv`` module expects
+(``newline=""``) and parsed by ``csv.reader``. Memory holds one chunk, one record and a short
+run-length summary of trailing blank lines, whatever the file's size.
+
+The whole file has whitespace (obscure kinds included, which covers a byte-order mark) and
+commas stripped from both ends, as the web app does (conformance README, "Whitespace"). The
+start is easy; for the end, lines made only of those characters are held back (run-length
+encoded) until a line with content follows, and dropped at the end of the file.
+
+File-level errors raised here: ``not_utf8``, ``not_csv`` (NUL bytes, unparseable CSV),
+``line_too_long`` (a record over 1 MiB), ``too_many_columns`` (over 1,000), ``no_rows``,
+``too_many_rows``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import string
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from tasks.csv_batches.columns import FileError
+from tasks.csv_batches.recipients import OBSCURE_WHITESPACE
+
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_COLUMNS = 1000
+# Characters stripped from both ends of the whole file.
+FILE_STRIP = string.whitespace + OBSCURE_WHITESPACE + ","
+_STRIP_SET = frozenset(FILE_STRIP)
+# Distinct trailing blank-line shapes held in memory before we give up holding them back (a file
+# would need that many *different* blank lines in a row; they are then read as blank rows).
+MAX_HELD_BLANK_SHAPES = 4096
+_READ_CHUNK = 256 * 1024
+
+# The csv module refuses fields over 128 KiB by default; our limit is per record.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES + 16))
+
+
+class _NulGuard(io.RawIOBase):
+    """Raw bytes from ``body``; a NUL byte anywhere is ``not_csv`` (no database stores it)."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._body.read(len(buffer))
+        if not data:
+            return 0
+        if b"\x00" in data:
+            raise FileError(
+                "not_csv",
+                "The file contains NUL bytes, so it is not a CSV file (is it a spreadsheet "
+                "or another binary file?). Save it as CSV and upload it again.",
+            )
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+
+def _line_bytes(line: str) -> int:
+    return len(line) if line.isascii() else len(line.encode("utf-8"))
+
+
+def _terminator_length(line: str) -> int:
+    if line.endswith("\r\n"):
+        return 2
+    return 1 if line.endswith(("\n", "\r")) else 0
+
+
+class CsvReader:
+    """A CSV object read once, front to back.
+
+    ``header`` is the first record; iterating yields ``(row_number, cells)`` for every later
+    record (blank ones too: ``cells == []``), numbered from 1. ``max_rows`` stops the read with
+    ``too_many_rows`` as soon as it is exceeded; finishing with no rows raises ``no_rows``.
+    """
+
+    def __init__(self, body: BinaryIO | Any, *, max_rows: int) -> None:
+        self.max_rows = max_rows
+        buffered = io.BufferedReader(_NulGuard(body), buffer_size=_READ_CHUNK)
+        self._text = io.TextIOWrapper(buffered, encoding="utf-8", errors="strict", newline="")
+        self._consumed = 0  # bytes of the lines handed to the csv parser so far
+        self._record_start = 0  # value of _consumed when the current record began
+        self._records = csv.reader(self._lines())
+        self.rows_read = 0
+        self._in_header = True
+        self.header: list[str] = self._next_record("The file is empty: it has no header row.")
+        self._in_header = False
+        if len(self.header) > MAX_COLUMNS:
+            raise FileError(
+                "too_many_columns",
+                f"The header row has {len(self.header):,} columns; at most {MAX_COLUMNS:,} "
+                "are allowed.",
+            )
+
+    def close(self) -> None:
+        self._text.close()
+
+    def __enter__(self) -> CsvReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- records -------------------------------------------------------------------------------
+
+    def _next_record(self, empty_message: str) -> list[str]:
+        try:
+            record = next(self._records)
+        except StopIteration:
+            raise FileError("no_rows", empty_message) from None
+        except UnicodeDecodeError:
+            raise self._not_utf8() from None
+        except csv.Error as error:
+            raise self._not_csv(error) from None
+        self._record_start = self._consumed
+        return record
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        records = self._records
+        max_rows = self.max_rows
+        row_number = 0
+        try:
+            for cells in records:
+                self._record_start = self._consumed
+                row_number += 1
+                if len(cells) > MAX_COLUMNS:
+                    raise FileError(
+                        "too_many_columns",
+                        f"Row {row_number:,} has {len(cells):,} columns; at most "
+                        f"{MAX_COLUMNS:,} are allowed.",
+                    )
+                if row_number > max_rows:
+                    raise FileError(
+                        "too_many_rows",
+                        f"The file has more than {max_rows:,} rows; split it into smaller files.",
+                    )
+                self.rows_read = row_number
+                yield row_number, cells
+        except UnicodeDecodeError:
+            raise self._not_utf8() from None
+        except csv.Error as error:
+            raise self._not_csv(error) from None
+        if row_number == 0:
+            raise FileError("no_rows", "The file has a header row but no rows after it.")
+
+    def _not_utf8(self) -> FileError:
+        return FileError(
+            "not_utf8",
+            f"The file is not UTF-8 text (bad bytes after row {self.rows_read:,}). Save it as "
+            "'CSV UTF-8' and upload it again.",
+        )
+
+    def _not_csv(self, error: csv.Error) -> FileError:
+        return FileError(
+            "not_csv", f"The file could not be read as CSV after row {self.rows_read:,}: {error}."
+        )
+
+    # --- lines ---------------------------------------------------------------------------------
+
+    def _lines(self) -> Iterator[str]:
+        """Lines for the csv parser, with the whole file's ends stripped; counts bytes."""
+        readline = self._text.readline
+        limit = MAX_RECORD_BYTES + 3  # chars; more than this on one line is too long anyway
+        strip_set = _STRIP_SET
+
+        # Leading whitespace and commas: skip blank lines, then strip the first content line.
+        line = readline(limit)
+        while line and not line.lstrip(FILE_STRIP):
+            self._check_length(line, limit)
+            line = readline(limit)
+        if not line:
+            return
+        self._check_length(line, limit)
+        held = line.lstrip(FILE_STRIP)
+        # Blank lines seen after ``held``, as [line, repeat count] runs.
+        blanks: list[list[Any]] = []
+
+        while True:
+            line = readline(limit)
+            if not line:
+                break
+            if len(line) == limit:
+                self._check_length(line, limit)
+            if line[0] in strip_set and not line.strip(FILE_STRIP):
+                if blanks and blanks[-1][0] == line:
+                    blanks[-1][1] += 1
+                    continue
+                if len(blanks) < MAX_HELD_BLANK_SHAPES:
+                    blanks.append([line, 1])
+                    continue
+                # Pathological: stop holding back; these are read as blank rows.
+            # ``held`` is not the end of the file: hand it over (inline: this is the hot path).
+            self._consumed += len(held) if held.isascii() else len(held.encode("utf-8"))
+            if self._consumed - self._record_start > MAX_RECORD_BYTES:
+                self._check_record(held)
+            yield held
+            if blanks:
+                for blank, count in blanks:
+                    for _ in range(count):
+                        self._consumed += _line_bytes(blank)
+                        if self._consumed - self._record_start > MAX_RECORD_BYTES:
+                            self._check_record(blank)
+                        yield blank
+                blanks = []
+            held = line
+
+        # End of file: trailing blank lines vanish, the last content line loses its tail.
+        last = held.rstrip(FILE_STRIP)
+        if last:
+            self._consumed += _line_bytes(last)
+            self._check_record(last)
+            yield last
+
+    def _check_length(self, line: str, limit: int) -> None:
+        if len(line) >= limit and _terminator_length(line) == 0:
+            self._too_long()
+
+    def _check_record(self, line: str) -> None:
+        # The record's own line break does not count.
+        if self._consumed - _terminator_length(line) - self._record_start > MAX_RECORD_BYTES:
+            self._too_long()
+
+    def _too_long(self) -> None:
+        where = "The header row" if self._in_header else f"Row {self.rows_read + 1:,}"
+        raise FileError("line_too_long", f"{where} is longer than 1 MiB.")

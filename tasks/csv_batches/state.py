@@ -1,0 +1,435 @@
+"""Redis job state of CSV batches: one hash per job, a lease, and three small indexes.
+
+Keys (all ``notify:``, all with an expiry):
+
+| key | type | what |
+|---|---|---|
+| ``notify:job:{upload_id}`` | hash | status, parameters, counters, checkpoint, heartbeat, times |
+| ``notify:job:{upload_id}:lease`` | string | token of the one runner allowed to work on the job |
+| ``notify:job:{upload_id}:redrive`` | string | the reconciler re-sent this job recently |
+| ``notify:jobs:pending`` | zset | jobs scheduled, queued or running (score: last change) |
+| ``notify:jobs:scheduled`` | zset | scheduled jobs (score: due time, epoch seconds) |
+| ``notify:service:{service_id}:uploads`` | zset | a service's jobs (score: start time) |
+| ``notify:jobs:sentinel`` | string | present while Redis has kept our state (see recovery) |
+
+Job statuses: ``scheduled`` → ``queued`` (released, not started) → ``running`` → ``finished`` /
+``failed``; ``scheduled`` → ``cancelled``. Counters and times are read in O(1) by
+``read_progress``; nothing here calls S3 or scans rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from storage.keys import isoformat
+from worker.redis_state import get_redis, key
+from worker.settings import get_worker_settings
+
+SCHEDULED = "scheduled"
+QUEUED = "queued"
+RUNNING = "running"
+FINISHED = "finished"
+FAILED = "failed"
+CANCELLED = "cancelled"
+PENDING_STATUSES = (SCHEDULED, QUEUED, RUNNING)
+DONE_STATUSES = (FINISHED, FAILED, CANCELLED)
+
+COUNTERS = ("total", "dispatched", "invalid", "stored", "checkpoint")
+# How long an index key lives after its last write: longer than any schedule (7 days ahead)
+# plus the state TTL, so an index never vanishes under a pending job.
+MAX_SCHEDULE_AHEAD_SECONDS = 7 * 24 * 3600
+
+
+def job_key(upload_id: str) -> str:
+    return key("job", upload_id)
+
+
+def lease_key(upload_id: str) -> str:
+    return key("job", upload_id, "lease")
+
+
+def redrive_key(upload_id: str) -> str:
+    return key("job", upload_id, "redrive")
+
+
+def notifications_key(upload_id: str) -> str:
+    """The built-in sink's hash of stored rows (field: notification_id)."""
+    return key("notifications", upload_id)
+
+
+def service_uploads_key(service_id: str) -> str:
+    return key("service", service_id, "uploads")
+
+
+PENDING_KEY = key("jobs", "pending")
+SCHEDULED_KEY = key("jobs", "scheduled")
+SENTINEL_KEY = key("jobs", "sentinel")
+
+
+def now_iso() -> str:
+    return isoformat(datetime.now(UTC))
+
+
+def _ttl() -> int:
+    return get_worker_settings().state_ttl_seconds
+
+
+def _index_ttl() -> int:
+    return _ttl() + MAX_SCHEDULE_AHEAD_SECONDS + 24 * 3600
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def read_job(upload_id: str) -> dict[str, str] | None:
+    """The raw job hash, or None when Redis has no state for this upload."""
+    data = get_redis().hgetall(job_key(upload_id))
+    return data or None
+
+
+def job_params(state: Mapping[str, str]) -> dict[str, Any] | None:
+    raw = state.get("params")
+    return json.loads(raw) if raw else None
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value) if value not in (None, "") else 0
+    except ValueError:
+        return 0
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def is_stuck(state: Mapping[str, str], now: float | None = None) -> bool:
+    """A running job whose heartbeat is older than ``NOTIFY_JOB_STALE_SECONDS``."""
+    if state.get("status") != RUNNING:
+        return False
+    beat = _float(state.get("heartbeat"))
+    now = time.time() if now is None else now
+    return beat is None or now - beat > get_worker_settings().job_stale_seconds
+
+
+def progress_from_state(upload_id: str, state: Mapping[str, str]) -> dict[str, Any]:
+    progress: dict[str, Any] = {
+        "upload_id": upload_id,
+        "service_id": state.get("service_id"),
+        "source": state.get("source"),
+        "status": state.get("status"),
+        "stuck": is_stuck(state),
+    }
+    for name in COUNTERS:
+        progress[name] = _int(state.get(name))
+    for name in (
+        "scheduled_for",
+        "queued_at",
+        "started_at",
+        "updated_at",
+        "finished_at",
+        "error_code",
+        "error_message",
+    ):
+        progress[name] = state.get(name) or None
+    return progress
+
+
+def read_progress(upload_id: str) -> dict[str, Any] | None:
+    """The job's status, counters and times in O(1) (one HGETALL); None if unknown.
+
+    Keys: upload_id, service_id, source, status, stuck, total, dispatched, invalid, stored
+    (rows the built-in sink has stored), checkpoint, scheduled_for, queued_at, started_at,
+    updated_at, finished_at, error_code, error_message.
+    """
+    state = read_job(upload_id)
+    return progress_from_state(upload_id, state) if state else None
+
+
+def pending_states(fields: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
+    """Hashes of every job in the pending index (one pipeline: O(number of pending jobs))."""
+    r = get_redis()
+    members = r.zrange(PENDING_KEY, 0, -1)
+    if not members:
+        return {}
+    with r.pipeline(transaction=False) as pipe:
+        for upload_id in members:
+            pipe.hgetall(job_key(upload_id))
+        states = pipe.execute()
+    found: dict[str, dict[str, str]] = {}
+    gone: list[str] = []
+    for upload_id, state in zip(members, states, strict=True):
+        if state and state.get("status") in PENDING_STATUSES:
+            found[upload_id] = state
+        else:
+            gone.append(upload_id)
+    if gone:
+        r.zrem(PENDING_KEY, *gone)  # finished or expired: keep the index small
+    return found
+
+
+def list_jobs() -> list[dict[str, Any]]:
+    """Progress of every scheduled, queued or running job (stuck ones flagged)."""
+    return [progress_from_state(u, s) for u, s in pending_states().items()]
+
+
+def pending_uploads() -> dict[str, dict[str, Any]]:
+    """Upload ids of jobs scheduled, queued or running, for cleanup: never delete these.
+
+    Values: ``{"status", "service_id", "source", "scheduled_for"}``. O(number of pending jobs),
+    no S3 call.
+    """
+    return {
+        upload_id: {
+            "status": state.get("status"),
+            "service_id": state.get("service_id"),
+            "source": state.get("source"),
+            "scheduled_for": state.get("scheduled_for") or None,
+        }
+        for upload_id, state in pending_states().items()
+    }
+
+
+def status_summary() -> dict[str, int]:
+    """Counts for ``notify-worker status``: running, queued, scheduled and stuck jobs."""
+    summary = {"running": 0, "queued": 0, "scheduled": 0, "stuck": 0}
+    now = time.time()
+    for state in pending_states().values():
+        status = state.get("status", "")
+        if status in summary:
+            summary[status] += 1
+        if is_stuck(state, now):
+            summary["stuck"] += 1
+    return summary
+
+
+def service_uploads(service_id: str) -> list[str]:
+    """Upload ids of the service's recent jobs, oldest first (for the notifications report)."""
+    return get_redis().zrange(service_uploads_key(service_id), 0, -1)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _mapping(values: Mapping[str, Any]) -> dict[str, str]:
+    return {k: "" if v is None else str(v) for k, v in values.items()}
+
+
+def _guarded(upload_id: str, allowed: tuple[str | None, ...], write: Any) -> str | None:
+    """Run ``write(pipe)`` in MULTI only if the job's status is in ``allowed`` (WATCHed, so a
+    concurrent cancel or finish is never overwritten). Returns the status found."""
+    r = get_redis()
+    job = job_key(upload_id)
+    while True:
+        with r.pipeline() as pipe:
+            try:
+                pipe.watch(job)
+                status = pipe.hget(job, "status")
+                if status not in allowed:
+                    pipe.unwatch()
+                    return status
+                pipe.multi()
+                write(pipe, status)
+                pipe.execute()
+                return status
+            except redis.WatchError:
+                continue
+
+
+def record_scheduled(upload_id: str, fields: Mapping[str, Any], due: float) -> str:
+    """Create or refresh a scheduled job; returns the status the job has afterwards.
+
+    A job that is already queued, running or done is left alone.
+    """
+    now = time.time()
+
+    def write(pipe: Any, _: str | None) -> None:
+        pipe.hset(job_key(upload_id), mapping=_mapping({**fields, "status": SCHEDULED}))
+        pipe.expire(job_key(upload_id), int(max(due - now, 0)) + _ttl())
+        pipe.zadd(SCHEDULED_KEY, {upload_id: due})
+        pipe.expire(SCHEDULED_KEY, _index_ttl())
+        pipe.zadd(PENDING_KEY, {upload_id: now})
+        pipe.expire(PENDING_KEY, _index_ttl())
+
+    status = _guarded(upload_id, (None, SCHEDULED), write)
+    return SCHEDULED if status in (None, SCHEDULED) else str(status)
+
+
+def start_running(upload_id: str, fields: Mapping[str, Any]) -> bool:
+    """Mark the job running (first start or a resume) and index it.
+
+    False (and nothing written) if the job was cancelled or ended meanwhile.
+    """
+    now = time.time()
+    service_id = fields["service_id"]
+    uploads = service_uploads_key(service_id)
+    started = get_redis().hget(job_key(upload_id), "started_epoch")
+    values = {**fields, "status": RUNNING, "heartbeat": now, "updated_at": now_iso()}
+    if not started:
+        values["started_at"] = now_iso()
+        values["started_epoch"] = now
+
+    def write(pipe: Any, _: str | None) -> None:
+        pipe.hset(job_key(upload_id), mapping=_mapping(values))
+        pipe.hincrby(job_key(upload_id), "runs", 1)
+        pipe.expire(job_key(upload_id), _ttl())
+        pipe.zadd(PENDING_KEY, {upload_id: now})
+        pipe.expire(PENDING_KEY, _index_ttl())
+        pipe.zrem(SCHEDULED_KEY, upload_id)
+        pipe.zadd(uploads, {upload_id: float(started or now)})
+        pipe.zremrangebyscore(uploads, "-inf", now - _ttl())
+        pipe.expire(uploads, _ttl())
+
+    status = _guarded(upload_id, (None, *PENDING_STATUSES), write)
+    return status not in DONE_STATUSES
+
+
+def update(upload_id: str, fields: Mapping[str, Any]) -> None:
+    """Write fields (counters, checkpoint...) together with a heartbeat, in one HSET."""
+    values = {**fields, "heartbeat": time.time(), "updated_at": now_iso()}
+    get_redis().hset(job_key(upload_id), mapping=_mapping(values))
+
+
+def finish(upload_id: str, status: str, fields: Mapping[str, Any]) -> None:
+    """Record the end of a job and give every key of the job its expiry."""
+    r = get_redis()
+    values = {**fields, "status": status, "updated_at": now_iso(), "heartbeat": time.time()}
+    values.setdefault("finished_at", now_iso())
+    ttl = _ttl()
+    with r.pipeline() as pipe:
+        pipe.hset(job_key(upload_id), mapping=_mapping(values))
+        pipe.expire(job_key(upload_id), ttl)
+        pipe.zrem(PENDING_KEY, upload_id)
+        pipe.zrem(SCHEDULED_KEY, upload_id)
+        pipe.expire(notifications_key(upload_id), ttl)
+        pipe.delete(redrive_key(upload_id))
+        pipe.execute()
+
+
+# --- the lease: one runner per job -------------------------------------------------------------
+
+_REFRESH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def acquire_lease(upload_id: str, token: str, ttl: int) -> bool:
+    return bool(get_redis().set(lease_key(upload_id), token, nx=True, ex=max(int(ttl), 1)))
+
+
+def refresh_lease(upload_id: str, token: str, ttl: int) -> bool:
+    """Extend our lease; False means it expired and may belong to someone else now."""
+    r = get_redis()
+    return bool(r.eval(_REFRESH, 1, lease_key(upload_id), token, max(int(ttl), 1)))
+
+
+def release_lease(upload_id: str, token: str) -> None:
+    get_redis().eval(_RELEASE, 1, lease_key(upload_id), token)
+
+
+def lease_holder(upload_id: str) -> str | None:
+    return get_redis().get(lease_key(upload_id))
+
+
+# --- scheduling claims (atomic) --------------------------------------------------------------
+
+# Release a due job: only the caller whose ZREM removes it, and only from "scheduled".
+_CLAIM_DUE = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+if removed == 1 and redis.call('HGET', KEYS[2], 'status') == 'scheduled' then
+  redis.call('HSET', KEYS[2], 'status', 'queued', 'queued_at', ARGV[2], 'queued_epoch', ARGV[3],
+             'updated_at', ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# Cancel a scheduled job. Returns the status the job had ("scheduled" means we cancelled it).
+_CANCEL = """
+local status = redis.call('HGET', KEYS[2], 'status')
+if status == 'scheduled' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HSET', KEYS[2], 'status', 'cancelled', 'finished_at', ARGV[2],
+             'updated_at', ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return status
+"""
+
+
+def due_uploads(now: float, limit: int = 100) -> list[str]:
+    return get_redis().zrangebyscore(SCHEDULED_KEY, "-inf", now, start=0, num=limit)
+
+
+def claim_due(upload_id: str) -> bool:
+    """Atomically move a due job from ``scheduled`` to ``queued``; True for the one winner."""
+    now = time.time()
+    keys = [SCHEDULED_KEY, job_key(upload_id), PENDING_KEY]
+    return bool(get_redis().eval(_CLAIM_DUE, 3, *keys, upload_id, now_iso(), now))
+
+
+def claim_cancel(upload_id: str) -> str | None:
+    """Cancel a scheduled job atomically; returns its previous status (None: no state)."""
+    keys = [SCHEDULED_KEY, job_key(upload_id), PENDING_KEY]
+    return get_redis().eval(_CANCEL, 3, *keys, upload_id, now_iso(), _ttl())
+
+
+def create_cancelled(upload_id: str, fields: Mapping[str, Any]) -> bool:
+    """Record a cancellation for a job with no Redis state; False if state appeared meanwhile."""
+    r = get_redis()
+    values = _mapping({**fields, "status": CANCELLED, "finished_at": now_iso()})
+    # HSETNX on status first: whoever creates the hash decides its status.
+    if not r.hsetnx(job_key(upload_id), "status", CANCELLED):
+        return False
+    with r.pipeline() as pipe:
+        pipe.hset(job_key(upload_id), mapping=values)
+        pipe.expire(job_key(upload_id), _ttl())
+        pipe.execute()
+    return True
+
+
+def ensure_scheduled_index(upload_id: str, due: float) -> bool:
+    """Put a scheduled job back in the due index; True if it was missing."""
+    r = get_redis()
+    added = r.zadd(SCHEDULED_KEY, {upload_id: due}, nx=True)
+    r.expire(SCHEDULED_KEY, _index_ttl())
+    r.zadd(PENDING_KEY, {upload_id: time.time()}, nx=True)
+    r.expire(PENDING_KEY, _index_ttl())
+    return bool(added)
+
+
+def scheduled_members() -> dict[str, float]:
+    return dict(get_redis().zrange(SCHEDULED_KEY, 0, -1, withscores=True))
+
+
+def mark_redrive(upload_id: str, ttl: int) -> bool:
+    """One re-drive per ``ttl`` seconds per job, whichever reconciler gets here first."""
+    return bool(get_redis().set(redrive_key(upload_id), "1", nx=True, ex=max(int(ttl), 1)))
+
+
+def sentinel_present() -> bool:
+    return bool(get_redis().exists(SENTINEL_KEY))
+
+
+def set_sentinel() -> None:
+    get_redis().set(SENTINEL_KEY, now_iso(), ex=_index_ttl())

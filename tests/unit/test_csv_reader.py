@@ -1,0 +1,131 @@
+"""The streaming CSV reader: ends stripped, rows counted, every file-level error it raises."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tasks.csv_batches.columns import FileError
+from tasks.csv_batches.reader import MAX_COLUMNS, MAX_RECORD_BYTES, CsvReader
+
+
+class ChunkedBody(io.RawIOBase):
+    """A body that hands out small chunks, like a network stream."""
+
+    def __init__(self, data: bytes, chunk: int = 7) -> None:
+        self._data = io.BytesIO(data)
+        self._chunk = chunk
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        piece = self._data.read(min(len(buffer), self._chunk))
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+
+def read(data: bytes | str, *, max_rows: int = 100_000, chunk: int = 7):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    reader = CsvReader(ChunkedBody(data, chunk), max_rows=max_rows)
+    return reader.header, list(reader)
+
+
+def error_code(data: bytes | str, **kw) -> str:
+    with pytest.raises(FileError) as caught:
+        read(data, **kw)
+    return caught.value.code
+
+
+def test_rows_are_numbered_from_one_after_the_header():
+    header, rows = read("phone number,name\n07700900123,Ann\n07700900124,Bob\n")
+    assert header == ["phone number", "name"]
+    assert rows == [(1, ["07700900123", "Ann"]), (2, ["07700900124", "Bob"])]
+
+
+def test_blank_records_in_the_middle_count_as_rows():
+    _, rows = read("phone number\r\nA\r\n\r\n  \r\nB\r\n")
+    assert [n for n, _ in rows] == [1, 2, 3, 4]
+    assert rows[1] == (2, []) and rows[2] == (3, ["  "])
+
+
+def test_file_ends_are_stripped_of_whitespace_commas_and_bom():
+    text = "\ufeff \n,,phone number,name\n0771,Ann\n0772,Bob,,,\n,,,\n\n \u00a0\n,,\n"
+    header, rows = read(text)
+    assert header == ["phone number", "name"]
+    assert rows == [(1, ["0771", "Ann"]), (2, ["0772", "Bob"])]
+
+
+def test_many_trailing_blank_lines_are_held_compactly_and_dropped():
+    text = "email address\na@b.com\n" + ",,,,\n" * 200_000
+    _, rows = read(text, chunk=65536)
+    assert rows == [(1, ["a@b.com"])]
+
+
+def test_quoted_fields_keep_newlines_and_commas():
+    _, rows = read('a,b\n"x\n\ny",",z"\n')
+    assert rows == [(1, ["x\n\ny", ",z"])]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_every_line_ending(newline):
+    _, rows = read(newline.join(["h", "1", "2", "3"]))
+    assert [cells for _, cells in rows] == [["1"], ["2"], ["3"]]
+
+
+def test_utf8_multibyte_split_across_chunks():
+    _, rows = read("name\nZoë Ångström\n", chunk=1)
+    assert rows == [(1, ["Zoë Ångström"])]
+
+
+def test_not_utf8():
+    assert error_code(b"name\nZo\xeb\n") == "not_utf8"
+
+
+def test_nul_bytes_are_not_csv():
+    assert error_code(b"name\nab\x00c\n") == "not_csv"
+    # A spreadsheet saved under a .csv name starts with a zip header full of NULs.
+    assert error_code(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xff\xfe") == "not_csv"
+
+
+def test_empty_and_header_only_files_have_no_rows():
+    assert error_code("") == "no_rows"
+    assert error_code(" \n,,\n\ufeff") == "no_rows"
+    assert error_code("phone number\n") == "no_rows"
+    assert error_code("phone number\n\n , \n") == "no_rows"
+
+
+def test_too_many_rows_stops_at_the_limit():
+    assert error_code("h\n" + "x\n" * 11, max_rows=10) == "too_many_rows"
+    _, rows = read("h\n" + "x\n" * 10, max_rows=10)
+    assert len(rows) == 10
+
+
+def test_record_of_exactly_one_mib_is_fine_and_one_byte_more_is_too_long():
+    cell = "a" * MAX_RECORD_BYTES
+    _, rows = read(f"h\n{cell}\nb\n", chunk=65536)
+    assert len(rows) == 2
+    assert error_code(f"h\n{cell}a\nb\n", chunk=65536) == "line_too_long"
+    # Multi-byte characters count in bytes.
+    assert error_code("h\n" + "é" * (MAX_RECORD_BYTES // 2 + 1) + "\n", chunk=65536) == (
+        "line_too_long"
+    )
+
+
+def test_record_too_long_across_quoted_lines():
+    piece = "a" * (MAX_RECORD_BYTES // 4)
+    quoted = '"' + "\n".join([piece] * 5) + '"'
+    assert error_code(f"h\n{quoted}\n", chunk=65536) == "line_too_long"
+
+
+def test_header_too_long():
+    assert error_code("a" * (MAX_RECORD_BYTES + 10) + "\nx\n", chunk=65536) == "line_too_long"
+
+
+def test_too_many_columns_in_header_or_row():
+    assert error_code(",".join(["h"] * (MAX_COLUMNS + 1)) + "\nx\n") == "too_many_columns"
+    _, rows = read(",".join(["h"] * MAX_COLUMNS) + "\nx\n")
+    assert len(rows) == 1
+    assert error_code("h\nx\n" + "y," * MAX_COLUMNS + "y\n") == "too_many_columns"
