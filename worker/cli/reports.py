@@ -53,14 +53,18 @@ def _show(result: dict[str, Any], as_json: bool) -> None:
     else:
         if result.get("status") in ("ok", "skipped"):
             note = " (already there: not replaced)" if result["status"] == "skipped" else ""
+            rows, size = result.get("rows"), result.get("size_bytes") or 0
+            shown = "?" if rows is None else f"{rows:,}"
             err_console.print(
-                f"{result['status']}: {result.get('rows')} rows, {result.get('size_bytes')} bytes "
-                f"in s3://{result.get('bucket')}/{result['key']}{note}"
+                f"{result['status']}: {shown} rows, {size:,} bytes in "
+                f"s3://{result.get('bucket')}/{result['key']}{note}",
+                soft_wrap=True,
             )
             click.echo(result["key"])
         else:
             err_console.print(
-                f"[red]failed: {result.get('error_code')}: {result.get('error_message')}[/red]"
+                f"[red]failed: {result.get('error_code')}: {result.get('error_message')}[/red]",
+                soft_wrap=True,
             )
     if result.get("status") == "failed":
         raise SystemExit(1)
