@@ -1,0 +1,57 @@
+"""A report's worker process is SIGKILLed mid-upload; the redelivered task finishes the report.
+
+Real prefork worker (acks late, reject on worker lost): the message comes back, the second run
+finds no object, aborts the dead run's multipart upload and writes the whole report once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from reports_fixtures import (  # noqa: F401
+    SERVICE,
+    pending_uploads,
+    read_report,
+    report_bucket,
+    report_plugins,
+)
+
+from storage.objects import get_tags
+from worker.client import NotifyClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("report_plugins")]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_report_survives_its_worker_being_killed_mid_upload(prefork_worker, s3, redis_client):
+    worker = prefork_worker(concurrency=1, queues="reports")
+    request = str(uuid.uuid4())
+    key = f"slow_report/{request}.csv"
+    result = NotifyClient().generate_report(request, SERVICE, "slow", {"rows": 300, "delay": 0.015})
+    wait_for(lambda: key in pending_uploads(), 30, "the first parts to be uploaded")
+    children = worker.children()
+    assert children, "no pool process to kill"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+
+    value = result.get(timeout=60)
+    assert value["status"] == "ok", (value, worker.log()[-3000:])
+    assert value["rows"] == 300
+    records = read_report(key)
+    assert len(records) == 301
+    assert [int(r[0]) for r in records[1:]] == list(range(1, 301))
+    assert get_tags(report_bucket(), key)["row-count"] == "300"
+    assert pending_uploads() == []
+    assert "WorkerLostError" in worker.log() or "SIGKILL" in worker.log()
