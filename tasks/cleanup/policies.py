@@ -170,6 +170,8 @@ class ReportsPolicy(Policy):
 class ReferencePolicy(Policy):
     check: ReferenceCheck | None = None
     grace_days: int = REFERENCE_GRACE_DAYS
+    # contact-list: a list a scheduled or running job reads is kept whatever the check says.
+    pending_source: PendingSource | None = None
 
     def judge(self, obj: ListedObject) -> Verdict:
         if _older_than(obj.last_modified, self.as_of, self.grace_days):
@@ -178,11 +180,36 @@ class ReferencePolicy(Policy):
 
     def confirm(self, candidates: Sequence[Candidate]) -> list[str | None]:
         assert self.check is not None
-        referenced = self.check(self.purpose, [c.key for c in candidates])
-        return [REFERENCED if c.key in referenced else None for c in candidates]
+        pending = _pending_ids(self.pending_source) if self.pending_source else set()
+        verdicts: list[str | None] = [
+            JOB_PENDING if _upload_id(c.key) in pending else None for c in candidates
+        ]
+        asked = [c.key for c, v in zip(candidates, verdicts, strict=True) if v is None]
+        referenced = self.check(self.purpose, asked) if asked else set()
+        return [
+            REFERENCED if v is None and c.key in referenced else v
+            for c, v in zip(candidates, verdicts, strict=True)
+        ]
 
     def describe(self) -> str:
         return f"objects the reference check no longer knows, older than {self.grace_days} day(s)"
+
+
+def _upload_id(key: str) -> str | None:
+    parsed = keyspace.parse_csv_upload_key(key)
+    return parsed.object_id.lower() if parsed else None
+
+
+def _pending_ids(source: PendingSource) -> set[str]:
+    """Upload ids of the CSV jobs Redis says are scheduled, queued or running."""
+    try:
+        pending = source()
+    except redis.RedisError as error:
+        raise TransientError(
+            f"Could not read the pending CSV jobs from Redis ({type(error).__name__}); "
+            "nothing was deleted from this batch. Will retry."
+        ) from error
+    return {str(upload_id).lower() for upload_id in pending}
 
 
 @dataclass
@@ -216,24 +243,13 @@ class CsvUploadPolicy(Policy):
             return True, EXPIRED
         return False, TOO_RECENT
 
-    def _pending_ids(self) -> set[str]:
-        assert self.pending_source is not None
-        try:
-            pending = self.pending_source()
-        except redis.RedisError as error:
-            raise TransientError(
-                f"Could not read the pending CSV jobs from Redis ({type(error).__name__}); "
-                "nothing was deleted from this batch. Will retry."
-            ) from error
-        return {str(upload_id).lower() for upload_id in pending}
-
     def confirm(self, candidates: Sequence[Candidate]) -> list[str | None]:
-        pending = self._pending_ids()
+        assert self.pending_source is not None
+        pending = _pending_ids(self.pending_source)
         verdicts: list[str | None] = []
         to_head: list[int] = []
         for index, candidate in enumerate(candidates):
-            parsed = keyspace.parse_csv_upload_key(candidate.key)
-            if parsed is not None and parsed.object_id.lower() in pending:
+            if _upload_id(candidate.key) in pending:
                 verdicts.append(JOB_PENDING)
             else:
                 verdicts.append(None)
@@ -316,13 +332,13 @@ def retention_days(bucket: BucketSpec, environ: Mapping[str, str]) -> int:
 
 
 def load_pending_source() -> PendingSource:
-    """The CSV workflow's ``pending_uploads`` API; refusing csv-upload without it is safer
-    than guessing that nothing is pending."""
+    """The CSV workflow's ``pending_uploads`` API; refusing to sweep csv-upload (or
+    contact-list) without it is safer than guessing that nothing is pending."""
     try:
         from tasks.csv_batches.state import pending_uploads
     except ImportError as error:
         raise ConfigurationError(
-            "Cannot sweep csv-upload: the CSV job state API "
+            "Cannot sweep CSV files: the CSV job state API "
             "(tasks.csv_batches.state.pending_uploads) is not available, so scheduled and "
             f"running jobs cannot be protected ({error}). Nothing was deleted.",
             code="csv_state_unavailable",
@@ -373,7 +389,11 @@ def policy_for(
                 f"{purpose} is only swept through the reference check, and "
                 "NOTIFY_REFERENCE_CHECK is not set: nothing is deleted."
             )
-        return ReferencePolicy(**common, refusal=refusal, check=check)
+        if check is not None and purpose == "contact-list":
+            pending_source = pending_source or load_pending_source()
+        return ReferencePolicy(
+            **common, refusal=refusal, check=check, pending_source=pending_source
+        )
     if rule is CleanupRule.CSV_JOBS:
         return CsvUploadPolicy(
             **common,

@@ -169,16 +169,23 @@ def test_reference_purposes_delete_only_unreferenced_old_objects(fast_s3, refere
     assert [line["key"] for line in audit_lines()] == [gone]
 
 
-def test_contact_lists_are_never_deleted_by_age(fast_s3, reference):
+def test_contact_lists_are_never_deleted_by_age(fast_s3, reference, pending):
     used = put_aged("contact-list", csv_key(), 5000)
     reference.add(used)
+    in_use_id = new_id()
+    in_use = put_aged("contact-list", csv_key(upload_id=in_use_id), 30)
+    pending[in_use_id] = {"status": "running", "source": "contact-list"}
+    orphan = put_aged("contact-list", csv_key(), 30)
     result = sweep("contact-list", dry_run=False)
-    assert keys_in("contact-list") == {used}
-    assert result.kept_by_reason == {"referenced": 1}
+    assert keys_in("contact-list") == {used, in_use}
+    assert result.kept_by_reason == {"referenced": 1, "job_pending": 1}
+    assert [line["key"] for line in audit_lines()] == [orphan]
+    assert fake.CALLS == [("contact-list", 2)]  # the pending one is not even asked about
 
 
 @pytest.mark.parametrize("purpose", ["contact-list", "letter-attachments", "email-attachments"])
-def test_reference_purposes_without_a_check_are_skipped(fast_s3, purpose):
+def test_reference_purposes_without_a_check_are_skipped(fast_s3, purpose, monkeypatch):
+    monkeypatch.delenv("NOTIFY_REFERENCE_CHECK", raising=False)
     key = put_aged(purpose, f"service-{SERVICE}/{new_id()}.pdf", 5000)
     result = sweep(purpose, dry_run=False, max_deletions=1_000_000)
     assert result.status == "skipped" and "NOTIFY_REFERENCE_CHECK" in result.reason

@@ -113,7 +113,6 @@ def _run_here(
     from tasks.cleanup.sweep import sweep
 
     # Keys and the progress bar go to stderr with --json, so stdout stays one JSON document.
-    out = err_console if as_json else console
     verb = "deleted" if execute else "would delete"
     with Progress(
         SpinnerColumn(),
@@ -136,7 +135,8 @@ def _run_here(
                 done = set(update.deleted_keys)
                 for candidate in update.batch:
                     status = verb if not execute or candidate.key in done else "NOT deleted"
-                    out.print(f"{status}  {candidate.key}  ({candidate.reason})", markup=False)
+                    # Plain echo: keys are long and must never be wrapped or read as markup.
+                    click.echo(f"{status}  {candidate.key}  ({candidate.reason})", err=as_json)
 
         result = sweep(
             purpose,
@@ -150,14 +150,17 @@ def _run_here(
 
 def _print_summary(result: dict[str, Any]) -> None:
     dry = result.get("dry_run", True)
+    skipped = result.get("status") == "skipped"
     mode = "DRY RUN (nothing deleted; add --execute to delete)" if dry else "EXECUTED"
+    if skipped:
+        mode = "NOT SWEPT"
     console.print(f"cleanup {result.get('purpose', '?')} ({result.get('bucket', '?')}): {mode}")
     if result.get("rule"):
         console.print(f"rule: {result['rule']}", markup=False)
-    if result.get("status") == "skipped":
+    if skipped:
         console.print(f"[yellow]skipped:[/] {result.get('reason')}")
         if not dry:
-            console.print("[red]refused:[/] nothing was deleted.")
+            console.print("[red]refused:[/] --execute on a purpose that is never swept.")
     table = Table(show_edge=False)
     table.add_column("outcome")
     table.add_column("reason")
@@ -178,14 +181,12 @@ def _print_summary(result: dict[str, Any]) -> None:
             f"; stale multipart uploads {result['multipart_stale']}"
             f" (aborted {result.get('multipart_aborted', 0)})"
         )
-    console.print(summary)
+    if not skipped or result.get("multipart_stale"):
+        console.print(summary)
     for log_key in result.get("audit_logs") or []:
-        console.print(f"audit log: {log_key}", markup=False)
+        click.echo(f"audit log: {log_key}")
     for error in result.get("errors") or []:
-        console.print(
-            f"[red]not deleted:[/] {error['key']} ({error['code']}: {error['message']})",
-            markup=False,
-        )
+        click.echo(f"not deleted: {error['key']} ({error['code']}: {error['message']})")
     if result.get("error_count", 0) > len(result.get("errors") or []):
         console.print(f"... {result['error_count']} per-key errors in all")
     if result.get("status") == "failed":
