@@ -40,7 +40,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -151,6 +151,9 @@ class FaultProxy:
         self._stats: dict[str, OperationStats] = defaultdict(OperationStats)
         self._forced: dict[str, deque[str]] = defaultdict(deque)
         self.unencrypted_writes: list[str] = []
+        # (bucket, operation) pairs seen, with the source bucket of copies as "CopySource":
+        # what the IAM policy must allow, and no more.
+        self.bucket_operations: Counter = Counter()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -208,6 +211,7 @@ class FaultProxy:
         with self._lock:
             self._stats.clear()
             self.unencrypted_writes.clear()
+            self.bucket_operations.clear()
 
     # --- counters ----------------------------------------------------------------------------
 
@@ -244,6 +248,12 @@ class FaultProxy:
         with self._lock:
             stats = self._stats[operation]
             stats.requests += 1
+            bucket = path.strip("/").split("/", 1)[0]
+            self.bucket_operations[(bucket, operation)] += 1
+            source = headers.get("x-amz-copy-source")
+            if source:
+                source_bucket = unquote(source).lstrip("/").split("/", 1)[0]
+                self.bucket_operations[(source_bucket, "CopySource")] += 1
             if operation in _WRITE_OPERATIONS:
                 sse = headers.get("x-amz-server-side-encryption")
                 if sse != "AES256":

@@ -1,0 +1,122 @@
+"""Helpers shared by the reliability and security tests (issue 8).
+
+Import explicitly: ``from tests.reliability_fixtures import rel_workers_fixture  # noqa: F401``.
+
+* ``rel_workers`` — a factory of prefork ``notify-worker worker`` subprocesses like the rig's
+  ``prefork_worker``, but with any environment (``S3_ENDPOINT_URL`` pointing at the fault
+  proxy, a password in ``REDIS_URL``, …) and extra celery arguments (``--include``);
+* ``private_queue()`` — a queue name only the test's own worker consumes: the session's thread
+  worker (``celery_worker``) consumes every standard queue and would otherwise steal the tasks a
+  crash test means to kill;
+* ``wait_for(predicate)`` — poll with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.stack import WorkerProcess, _die_with_parent
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests.* modules are imported by dotted path
+    sys.path.insert(0, str(ROOT))
+
+
+def private_queue(prefix: str = "rel") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.1, what: str = ""
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def start_worker(
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    concurrency: int = 1,
+    queues: str | None = None,
+    extra_args: Sequence[str] = (),
+    ready_timeout: float = 60,
+) -> WorkerProcess:
+    """``worker.stack.start_worker_process`` plus extra celery arguments (it takes none)."""
+    args = [
+        sys.executable,
+        "-m",
+        "worker",
+        "worker",
+        f"--concurrency={concurrency}",
+        "--loglevel=INFO",
+        f"--hostname=rel-{os.getpid()}-{time.monotonic_ns()}@%h",
+    ]
+    if queues:
+        args.append(f"--queues={queues}")
+    args.extend(extra_args)
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            args,
+            env=env,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+    handle = WorkerProcess(process, log_path)
+    deadline = time.monotonic() + ready_timeout
+    while "ready." not in handle.log():
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{handle.log()[-4000:]}")
+        if time.monotonic() > deadline:
+            handle.kill()
+            raise RuntimeError(f"worker not ready after {ready_timeout}s:\n{handle.log()[-4000:]}")
+        time.sleep(0.2)
+    return handle
+
+
+@pytest.fixture(name="rel_workers")
+def rel_workers_fixture(tmp_path: Path, moto_endpoint: str) -> Iterator[Callable[..., Any]]:
+    """Factory ``start(concurrency=1, queues=None, extra_args=(), s3_endpoint=None, **env)``;
+    every worker it started is stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        concurrency: int = 1,
+        queues: str | None = None,
+        extra_args: Sequence[str] = (),
+        s3_endpoint: str | None = None,
+        **overrides: str,
+    ) -> WorkerProcess:
+        env = dict(os.environ)
+        env["S3_ENDPOINT_URL"] = s3_endpoint or moto_endpoint
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env.update(overrides)
+        log_path = tmp_path / f"rel-worker-{len(started) + 1}.log"
+        handle = start_worker(
+            env, log_path, concurrency=concurrency, queues=queues, extra_args=extra_args
+        )
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
