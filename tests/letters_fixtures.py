@@ -176,11 +176,12 @@ class FaultyClient:
             hook = self._before.get(name) if self._repeat else self._before.pop(name, None)
             if hook:
                 hook(kwargs)
-            result = attr(*args, **kwargs)
-            hook = self._after.get(name) if self._repeat else self._after.pop(name, None)
-            if hook:
-                hook(kwargs)
-            return result
+            try:
+                return attr(*args, **kwargs)
+            finally:  # after the call, whether it answered or raised (a 404 HEAD, say)
+                hook = self._after.get(name) if self._repeat else self._after.pop(name, None)
+                if hook:
+                    hook(kwargs)
 
         return call
 
