@@ -11,8 +11,8 @@ Reliability choices, briefly:
 
 from kombu import Queue
 
+from worker import beat as _beat
 from worker import queues
-from worker.beat import beat_schedule
 from worker.settings import get_worker_settings
 
 _settings = get_worker_settings()
@@ -68,8 +68,15 @@ task_routes[queues.NOTIFICATIONS_SAVE_BATCH] = {"queue": _settings.row_sink_queu
 
 beat_scheduler = "redbeat.RedBeatScheduler"
 redbeat_redis_url = _settings.redis_url
-redbeat_key_prefix = "notify:beat:"
-redbeat_lock_key = "notify:beat:lock"
-redbeat_lock_timeout = 60
-beat_max_loop_interval = 5
-beat_schedule = beat_schedule()
+# Explicit, so RedBeat does not fall back to (and warn about) the broker transport options.
+redbeat_redis_options = {
+    "socket_timeout": 30,
+    "socket_connect_timeout": 10,
+    "retry_on_timeout": True,
+    "health_check_interval": 25,
+}
+redbeat_key_prefix = _beat.KEY_PREFIX
+redbeat_lock_key = _beat.LOCK_KEY
+redbeat_lock_timeout = _beat.lock_timeout()
+beat_max_loop_interval = _beat.BEAT_MAX_LOOP_INTERVAL
+beat_schedule = _beat.beat_schedule()

@@ -1,20 +1,40 @@
-"""The beat schedule, in one place.
+"""The beat schedule, in one place, and the settings of its single-scheduler lock.
 
-Run exactly one active scheduler: ``notify-worker beat`` uses RedBeat, whose Redis lock
-(``notify:beat:lock``, 60 s timeout) lets a second beat stand by without sending anything.
+Run exactly one active scheduler: ``notify-worker beat`` uses RedBeat. At start-up each beat
+blocks on a Redis lock (``notify:beat:lock``); only the holder sends anything, and it extends
+the lock on every tick (at most ``BEAT_MAX_LOOP_INTERVAL`` seconds apart). A second beat stands
+by; it takes over when the holder stops (the lock is released at once on a clean shutdown) or
+dies (the lock expires after ``NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS``, default 60). A holder that
+could not extend its lock in time crashes on its next tick rather than send alongside the new
+holder.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from celery.schedules import crontab
 
 from storage.buckets import REGISTRY, CleanupRule
+from storage.config import env_int
 from worker import queues
 
 CLEANUP_HOUR = 1  # 01:xx UTC, when the services are quiet
 CLEANUP_STAGGER_MINUTES = 7
+BEAT_MAX_LOOP_INTERVAL = 5  # seconds between ticks at most: how often the lock is extended
+LOCK_KEY = "notify:beat:lock"
+KEY_PREFIX = "notify:beat:"
+
+
+def lock_timeout(environ: Mapping[str, str] | None = None) -> int:
+    """How long a dead beat's lock outlives it (the standby's takeover delay).
+
+    It must exceed the loop interval, or a healthy beat would lose its lock between ticks.
+    """
+    env = os.environ if environ is None else environ
+    return env_int(env, "NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS", 60, minimum=BEAT_MAX_LOOP_INTERVAL + 1)
 
 
 def cleanup_purposes() -> list[str]:

@@ -1,0 +1,149 @@
+"""Two ``notify-worker beat`` processes against one Redis: only the lock holder sends, and the
+standby takes over when the holder dies, without a tick ever being sent twice.
+
+A fast entry (every second, to a queue no worker consumes) is added through RedBeat's own API
+while the beats run, so the real schedule stays as it is; the messages are counted in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+LOCK_TIMEOUT = 8  # seconds: how long a dead holder's lock lasts (NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS)
+INTERVAL = 1.0
+
+
+class Beat:
+    def __init__(self, tmp_path: Path, number: int) -> None:
+        self.log_path = tmp_path / f"beat-{number}.log"
+        env = {**os.environ, "NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS": str(LOCK_TIMEOUT)}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker", "beat", "--loglevel=INFO"],
+                env=env,
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def holds_lock(self) -> bool:
+        return "beat: Acquired lock" in self.log()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def beats(tmp_path, redis_client):
+    started: list[Beat] = []
+
+    def start(count: int) -> list[Beat]:
+        for _ in range(count):
+            started.append(Beat(tmp_path, len(started) + 1))
+        return started
+
+    yield start
+    for beat_process in started:
+        beat_process.stop()
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def message_ids(redis_client, queue: str) -> list[str]:
+    return [json.loads(raw)["headers"]["id"] for raw in redis_client.lrange(queue, 0, -1)]
+
+
+def add_fast_entry(queue: str) -> None:
+    from celery.schedules import schedule
+    from redbeat import RedBeatSchedulerEntry
+
+    from worker.app import app
+
+    RedBeatSchedulerEntry(
+        "ops-test-tick",
+        "notify.test.beat_tick",
+        schedule(run_every=INTERVAL),
+        options={"queue": queue},
+        app=app,
+    ).save()
+
+
+def count_over(redis_client, queue: str, seconds: float) -> tuple[int, float]:
+    """Messages sent in a window of about ``seconds``, and the window's real length."""
+    before = redis_client.llen(queue)
+    started = time.monotonic()
+    time.sleep(seconds)
+    return redis_client.llen(queue) - before, time.monotonic() - started
+
+
+def test_two_beats_send_each_tick_once_and_fail_over(beats, redis_client):
+    queue = f"ops-beat-test-{uuid.uuid4().hex[:8]}"
+    first, second = beats(2)
+    wait_for(lambda: first.holds_lock or second.holds_lock, 30, "a beat to take the lock")
+    time.sleep(1)
+    holder, standby = (first, second) if first.holds_lock else (second, first)
+    assert not standby.holds_lock  # it is blocked on the lock, sending nothing
+    assert redis_client.exists("notify:beat:lock")
+    assert 0 < redis_client.ttl("notify:beat:lock") <= LOCK_TIMEOUT
+
+    add_fast_entry(queue)
+    wait_for(lambda: redis_client.llen(queue) > 0, 15, "the first tick")
+    sent, window = count_over(redis_client, queue, 6)
+    # One scheduler: about one message a second. Two would send about twice that.
+    assert 3 <= sent <= window / INTERVAL + 1, (sent, window)
+    assert "Sending due task ops-test-tick" in holder.log()
+    assert "Sending due task" not in standby.log()
+
+    # The holder dies without releasing the lock: the standby takes over after it expires.
+    holder.process.kill()
+    holder.process.wait(10)
+    died = time.monotonic()
+    wait_for(lambda: standby.holds_lock, LOCK_TIMEOUT + 15, "the standby to take the lock")
+    took_over = time.monotonic() - died
+    assert took_over <= LOCK_TIMEOUT + 2 * 5 + 2  # the expiry plus up to two lock polls
+    wait_for(lambda: "Sending due task ops-test-tick" in standby.log(), 10, "standby ticks")
+    sent, window = count_over(redis_client, queue, 4)
+    assert 2 <= sent <= window / INTERVAL + 1, (sent, window)
+
+    ids = message_ids(redis_client, queue)
+    assert len(ids) == len(set(ids))  # each message is its own tick, none re-sent
+    redis_client.delete(queue)
+
+
+def test_a_clean_stop_hands_over_at_once(beats, redis_client):
+    first, second = beats(2)
+    wait_for(lambda: first.holds_lock or second.holds_lock, 30, "a beat to take the lock")
+    holder, standby = (first, second) if first.holds_lock else (second, first)
+    stopped = time.monotonic()
+    holder.stop()  # SIGTERM: RedBeat releases the lock on the way out
+    assert "beat: Releasing lock" in holder.log()
+    wait_for(lambda: standby.holds_lock, 5 + 5, "the standby to take the lock")
+    assert time.monotonic() - stopped < LOCK_TIMEOUT + 5
