@@ -10,6 +10,8 @@ fraction of requests (default 10%) with one of these faults:
 * ``drop_after``  — the request IS forwarded and done by moto, then the connection is closed
   before the response: the client retries an operation that already happened, which exposes
   non-idempotent steps (CompleteMultipartUpload, conditional PUT/DELETE, …);
+* ``hold(...)``   — (targeted) the request waits in the proxy until released, so a crash test
+  can SIGKILL a worker stuck at an exact point, then drop or forward the request;
 * ``truncate``    — (not in the default mix) the response headers and half the body are sent,
   then the connection is closed: a streaming read fails mid-way.
 
@@ -122,6 +124,41 @@ class OperationStats:
         return {"requests": self.requests, "faults": dict(self.faults)}
 
 
+class Hold:
+    """A request held in the proxy: the client is stuck waiting for its answer.
+
+    Lets a crash test SIGKILL a worker at an exact point (say, between a letter's copy and its
+    delete): ``wait()`` until the worker is stuck in the held request, kill it, then
+    ``release()`` — dropping the request (it never happened) or forwarding it (it happened, but
+    nobody heard).
+    """
+
+    def __init__(self, operation: str, path_contains: str, skip: int) -> None:
+        self.operation = operation
+        self.path_contains = path_contains
+        self.skip = skip  # let this many matching requests through first
+        self.reached = threading.Event()
+        self._released = threading.Event()
+        self.forward = False
+        self.path = ""
+
+    def matches(self, operation: str, path: str) -> bool:
+        if self.reached.is_set() or operation != self.operation or self.path_contains not in path:
+            return False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        return True
+
+    def wait(self, timeout: float = 60) -> None:
+        if not self.reached.wait(timeout):
+            raise AssertionError(f"no {self.operation} request reached the proxy in {timeout}s")
+
+    def release(self, *, forward: bool = False) -> None:
+        self.forward = forward
+        self._released.set()
+
+
 class FaultProxy:
     """The proxy server. Start with ``start()`` (or use as a context manager)."""
 
@@ -150,6 +187,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._stats: dict[str, OperationStats] = defaultdict(OperationStats)
         self._forced: dict[str, deque[str]] = defaultdict(deque)
+        self._holds: list[Hold] = []
         self.unencrypted_writes: list[str] = []
         # (bucket, operation) pairs seen, with the source bucket of copies as "CopySource":
         # what the IAM policy must allow, and no more.
@@ -180,6 +218,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        self.release_all()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -197,6 +236,27 @@ class FaultProxy:
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             self._forced[operation].extend([kind] * times)
+
+    def hold(self, operation: str, path_contains: str = "", *, skip: int = 0) -> Hold:
+        """Hold the next matching request (after ``skip`` matches) until released."""
+        held = Hold(operation, path_contains, skip)
+        with self._lock:
+            self._holds.append(held)
+        return held
+
+    def release_all(self) -> None:
+        with self._lock:
+            holds, self._holds = self._holds, []
+        for held in holds:
+            held.release()
+
+    def _take_hold(self, operation: str, path: str) -> Hold | None:
+        with self._lock:
+            for held in self._holds:
+                if held.matches(operation, path):
+                    held.path = path
+                    return held
+        return None
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -293,6 +353,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._forward(None)  # the rig's own control calls are never faulted
             return
         operation = operation_name(self.command, split.path, split.query, headers)
+        held = self.proxy._take_hold(operation, split.path)
+        if held is not None:
+            # Read the body first: once the client is killed, unread data may be lost.
+            body = b"".join(self._request_body())
+            held.reached.set()
+            held._released.wait(300)
+            if held.forward:
+                self._forward(None, body=body)
+            else:
+                self._drop()
+            return
         kind = self.proxy._decide(operation, split.path, headers)
         if kind in ("slowdown", "internal"):
             self._drain_request_body()
@@ -356,21 +427,25 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         with suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _forward(self, kind: str | None) -> None:
+    def _forward(self, kind: str | None, *, body: bytes | None = None) -> None:
         proxy = self.proxy
         upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=60)
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            chunked = (
+                body is None and "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            )
             for name, value in self.headers.items():
                 if name.lower() not in _HOP_HEADERS:
                     upstream.putheader(name, value)
             if chunked:
                 upstream.putheader("Transfer-Encoding", "chunked")
+            elif body is not None:
+                upstream.putheader("Content-Length", str(len(body)))
             else:
                 upstream.putheader("Content-Length", self.headers.get("Content-Length") or "0")
             upstream.endheaders()
-            for chunk in self._request_body():
+            for chunk in [body] if body is not None else self._request_body():
                 upstream.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             if chunked:
                 upstream.send(b"0\r\n\r\n")

@@ -7,6 +7,7 @@ wrong reason; these tests pin down that each fault kind reaches botocore as it s
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError
@@ -174,3 +175,35 @@ def test_unencrypted_writes_are_flagged(s3_faults, s3):
     get_client().put_object(Bucket=_bucket(), Key="plain", Body=b"x")
     assert s3_faults.unencrypted_writes == [f"PutObject /{_bucket()}/plain"]
     s3.delete_object(Bucket=_bucket(), Key="plain")  # or the s3 fixture's own audit fails
+
+
+def _put_in_thread(client, key: str) -> tuple[threading.Thread, list]:
+    outcome: list = []
+
+    def put() -> None:
+        try:
+            client.put_object(Bucket=_bucket(), Key=key, Body=b"held", ServerSideEncryption=SSE)
+            outcome.append("ok")
+        except Exception as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=put)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.parametrize("forward", [False, True])
+def test_a_held_request_waits_then_is_dropped_or_forwarded(s3_faults, forward):
+    s3_faults.rate = 0
+    held = s3_faults.hold("PutObject", "/held")
+    thread, outcome = _put_in_thread(_single_attempt_client(), "held")
+    held.wait(10)
+    assert held.path == f"/{_bucket()}/held"
+    assert get_client().list_objects_v2(Bucket=_bucket())["KeyCount"] == 0  # still waiting
+    held.release(forward=forward)
+    thread.join(10)
+    if forward:
+        assert outcome == ["ok"]
+    else:
+        assert isinstance(outcome[0], ConnectionClosedError)
+    assert get_client().list_objects_v2(Bucket=_bucket())["KeyCount"] == int(forward)
