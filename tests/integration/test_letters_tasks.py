@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from letters_fixtures import (
+from tests.letters_fixtures import (
     DEST_KEY,
     SECRETS,
     FaultyClient,

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-from reports_fixtures import SERVICE, object_keys, read_report, report_plugins  # noqa: F401
+from tests.reports_fixtures import SERVICE, object_keys, read_report, report_plugins  # noqa: F401
 
 from worker.cli import main
 

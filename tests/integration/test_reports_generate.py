@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from reports_fixtures import (  # noqa: F401
+from tests.reports_fixtures import (  # noqa: F401
     OTHER_SERVICE,
     SERVICE,
     object_keys,

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from reports_fixtures import (  # noqa: F401
+from tests.reports_fixtures import (  # noqa: F401
     OTHER_SERVICE,
     SERVICE,
     object_keys,

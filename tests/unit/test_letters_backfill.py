@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from letters_fixtures import (
+from tests.letters_fixtures import (
     CREATED_AT,
     DEST_KEY,
     empty_letter_buckets,

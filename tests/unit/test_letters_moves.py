@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from letters_fixtures import (
+from tests.letters_fixtures import (
     DEST_KEY,
     SECRETS,
     FaultyClient,

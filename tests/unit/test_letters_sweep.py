@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from letters_fixtures import (
+from tests.letters_fixtures import (
     SECRETS,
     age_in_moto,
     empty_letter_buckets,

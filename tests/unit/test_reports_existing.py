@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from reports_fixtures import pending_uploads, report_bucket
+from tests.reports_fixtures import pending_uploads, report_bucket
 
 from storage.client import get_client
 from storage.listing import iter_multipart_uploads

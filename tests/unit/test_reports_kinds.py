@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from reports_fixtures import SERVICE, count_s3_calls, object_keys, report_plugins  # noqa: F401
+from tests.reports_fixtures import SERVICE, count_s3_calls, object_keys, report_plugins  # noqa: F401
 
 from storage.errors import ConfigurationError, InvalidInput
 from tasks.reports import kinds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from reports_fixtures import (  # noqa: F401
+from tests.reports_fixtures import (  # noqa: F401
     OTHER_SERVICE,
     SERVICE,
     pending_uploads,
