@@ -1,9 +1,9 @@
 """Country names for letter addresses.
 
-A line names a country when, compared loosely (case-insensitive; spaces and ``_ - ' ’ , . ( )``
-removed; ``&``/``+`` read as ``and``; accents folded), it equals a name below, possibly after a
-leading "the", "yr" or "y" (Welsh).  A line with a digit is never a country: it is probably a
-postcode, and skipping it keeps the common case cheap.
+A line names a country when, compared loosely (case-insensitive; spaces, ``_ - ' , . ( )`` and
+the typographic apostrophe removed; ``&``/``+`` read as ``and``; accents folded), it equals a
+name below, possibly after a leading "the", "yr" or "y" (Welsh).  A line with a digit is never
+a country: it is probably a postcode, and skipping it keeps the common case cheap.
 
 ``lookup`` returns the canonical name: ``UK`` for the names of the United Kingdom (its nations,
 the Crown Dependencies and common misspellings), which are dropped from the end of an address;
@@ -33,7 +33,8 @@ Great Britian|Grate Britain|Engalnd|Englnad|Scotand|Scottland|Whales|Northen Ire
 Nothern Ireland|Northern Irland
 """
 
-# Canonical name first, then synonyms (other spellings, endonyms, Welsh names, old names).
+# Canonical name first, then synonyms (other spellings, endonyms, Welsh names, old names); a
+# line starting with "|" continues the previous one.
 _COUNTRIES = """
 Afghanistan
 Aland Islands|Åland Islands|Åland
@@ -78,7 +79,8 @@ Burundi
 Cambodia
 Cameroon
 Canada
-Canary Islands|Islas Canarias|Canaries|El Hierro|La Palma|La Gomera|Tenerife|Gran Canaria|Fuerteventura|Lanzarote|La Graciosa
+Canary Islands|Islas Canarias|Canaries|El Hierro|La Palma|La Gomera|Tenerife|Gran Canaria
+|Fuerteventura|Lanzarote|La Graciosa
 Cape Verde|Cabo Verde
 Cayman Islands
 Central African Republic
@@ -99,7 +101,8 @@ Cuba
 Curaçao|Curacao
 Cyprus|Cyprus (European Union)|Cyprus (EU)
 Czechia|Czech Republic|Czechoslovakia|Česko|Tsiecia
-Democratic Republic of the Congo|DR Congo|DRC|Congo-Kinshasa|Democratic Republic of Congo|Congo, Democratic Republic of|Zaire
+Democratic Republic of the Congo|DR Congo|DRC|Congo-Kinshasa|Democratic Republic of Congo
+|Congo, Democratic Republic of|Zaire
 Denmark|Danmark|Denmarc
 Djibouti
 Dominica
@@ -145,7 +148,8 @@ India|Bharat
 Indonesia
 Iran|Persia
 Iraq
-Ireland|Republic of Ireland|Eire|Éire|ROI|Irish Republic|Rep of Ireland|Southern Ireland|South Ireland|Iwerddon|Gweriniaeth Iwerddon
+Ireland|Republic of Ireland|Eire|Éire|ROI|Irish Republic|Rep of Ireland|Southern Ireland
+|South Ireland|Iwerddon|Gweriniaeth Iwerddon
 Israel
 Italy|Italia|Yr Eidal
 Ivory Coast|Côte d'Ivoire|Cote d'Ivoire|Cote dIvoire
@@ -206,7 +210,8 @@ North Korea|Democratic People's Republic of Korea|DPRK
 North Macedonia|Macedonia|Republic of North Macedonia
 Northern Mariana Islands
 Norway|Norge|Norwy
-Occupied Palestinian Territories|Palestine|Palestinian Territories|Palestinian Territory|State of Palestine|Palestine, state of|West Bank|Gaza
+Occupied Palestinian Territories|Palestine|Palestinian Territories|Palestinian Territory
+|State of Palestine|Palestine, state of|West Bank|Gaza
 Oman
 Pakistan
 Palau
@@ -215,7 +220,8 @@ Papua New Guinea
 Paraguay
 Peru
 Philippines|The Philippines
-Pitcairn, Henderson, Ducie and Oeno Islands|Pitcairn|Pitcairn Islands|Pitcairn Island|Henderson Island|Ducie Island|Oeno Island
+Pitcairn, Henderson, Ducie and Oeno Islands|Pitcairn|Pitcairn Islands|Pitcairn Island
+|Henderson Island|Ducie Island|Oeno Island
 Poland|Polska|Gwlad Pwyl
 Portugal|Portiwgal
 Puerto Rico
@@ -243,7 +249,8 @@ Slovenia|Slovenija
 Solomon Islands
 Somalia
 South Africa|Republic of South Africa|RSA|De Affrica
-South Georgia and the South Sandwich Islands|South Georgia|South Sandwich Islands|Sandwich Islands
+South Georgia and the South Sandwich Islands|South Georgia|South Sandwich Islands
+|Sandwich Islands
 South Korea|Korea|Republic of Korea|Korea, Republic of|Korea (South)
 South Sudan
 Spain|España|Espana|Sbaen
@@ -276,7 +283,9 @@ Tuvalu
 Uganda
 Ukraine|Wcráin
 United Arab Emirates|UAE|U.A.E.|Emirates|Dubai|Dubai UAE|Abu Dhabi
-United States|United States of America|USA|U.S.A.|US|U.S.|America|United States America|United States Amercia|United States of Amercia|Amercia|Hawaii|Alaska|Yr Unol Daleithiau|Unol Daleithiau
+United States|United States of America|USA|U.S.A.|US|U.S.|America|United States America
+|United States Amercia|United States of Amercia|Amercia|Hawaii|Alaska|Yr Unol Daleithiau
+|Unol Daleithiau
 United States Minor Outlying Islands
 United States Virgin Islands|US Virgin Islands|U.S. Virgin Islands|Virgin Islands, U.S.
 Uruguay
@@ -304,7 +313,7 @@ Russia|San Marino|Serbia|Slovakia|Slovenia|Spain|Svalbard and Jan Mayen|Sweden|S
 Tajikistan|Turkey|Turkmenistan|Ukraine|Uzbekistan|Vatican City""".replace("\n", "").split("|")
 )
 
-_IGNORED = frozenset(" _-'’,.()")
+_IGNORED = frozenset(" _-',.()\u2019")  # U+2019: the typographic apostrophe
 _PREFIXES = ("", "the", "yr", "y")
 
 
@@ -324,7 +333,8 @@ def make_key(name: str) -> str:
 
 def _build_table() -> dict[str, str]:
     table: dict[str, str] = {}
-    for line in _COUNTRIES.strip().splitlines():
+    # A line starting with "|" continues the previous one (long synonym lists).
+    for line in _COUNTRIES.strip().replace("\n|", "|").splitlines():
         names = line.split("|")
         for name in names:
             table[make_key(name)] = names[0]
