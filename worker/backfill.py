@@ -341,7 +341,9 @@ def run_backfill(
                     elif dry_run:
                         summary.planned += 1
                         if show_planned:
-                            progress.console.print(f"would run {item.id}", highlight=False)
+                            progress.console.print(
+                                f"would run {item.id}", highlight=False, soft_wrap=True
+                            )
                         progress.advance(bar)
                     else:
                         while len(running) >= 2 * concurrency:
@@ -443,15 +445,19 @@ def print_summary(summary: BackfillSummary, console: Console | None = None) -> N
             Text.assemble(
                 ("failed ", "red"),
                 f"{failure.item_id}: {failure.error_code}: {failure.error_message}",
-            )
+            ),
+            soft_wrap=True,
         )
     hidden = len(summary.failures) - _MAX_SHOWN_FAILURES
     if hidden > 0:
         console.print(f"... and {hidden} more failures")
     if summary.aborted:
-        console.print(Text.assemble(("stopped: ", "red"), summary.aborted))
+        console.print(Text.assemble(("stopped: ", "red"), summary.aborted), soft_wrap=True)
     if summary.interrupted:
-        console.print(f"interrupted; checkpoint saved in {summary.checkpoint}: {RESUME_HINT}")
+        console.print(
+            f"interrupted; checkpoint saved in {summary.checkpoint}: {RESUME_HINT}",
+            soft_wrap=True,
+        )
     elif summary.failures and not summary.dry_run:
         console.print(
             f"{len(summary.failures)} failed; fix the cause and {RESUME_HINT} "
