@@ -257,7 +257,14 @@ def _csv_item(
 def _check_csv_kwargs(kwargs: Mapping[str, Any]) -> None:
     from tasks.csv_batches.spec import JobSpec
 
-    JobSpec.from_kwargs(**{k: v for k, v in kwargs.items() if k != "scheduled_for"})
+    JobSpec.from_kwargs(
+        service_id=kwargs.get("service_id"),
+        upload_id=kwargs.get("upload_id"),
+        template=kwargs.get("template"),
+        options=kwargs.get("options"),
+        sender_id=kwargs.get("sender_id"),
+        source=kwargs.get("source", "csv-upload"),
+    )
 
 
 CSV_JOB_FIELDS = ("service_id", "upload_id", "template", "options", "sender_id", "source")
@@ -275,6 +282,7 @@ def parse_csv_job_line(value: Any, number: int) -> BackfillItem:
     kwargs = {k: data[k] for k in CSV_JOB_FIELDS if k in data and data[k] is not None}
     try:
         _check_csv_kwargs(kwargs)
+        require_uuid(kwargs.get("upload_id"), "upload_id")
     except InvalidInput as error:
         raise _bad_line(number, error.message, error.code) from None
     count = data.get("notification_count")
