@@ -1,19 +1,16 @@
-"""Shared helpers for the reports tests; import them explicitly from `reports_fixtures`."""
+"""Shared helpers for the reports tests; import them from `tests.reports_fixtures`."""
 
 from __future__ import annotations
 
 import csv
 import io
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the plug-in is imported as tests.plugins.report_sources
-    sys.path.insert(0, str(ROOT))
+from tests.plugins.report_sources import SPEC
 
-from tests.plugins.report_sources import SPEC  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # on PYTHONPATH of worker subprocesses
 
 SERVICE = "6f1d2a8e-0b4c-4d1e-9a57-3c2b1e0f9d84"
 OTHER_SERVICE = "0c8f5a2d-7e61-4b93-8d4a-1f2e3d4c5b6a"

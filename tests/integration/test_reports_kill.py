@@ -12,6 +12,8 @@ import time
 import uuid
 
 import pytest
+
+from storage.objects import get_tags
 from tests.reports_fixtures import (  # noqa: F401
     SERVICE,
     pending_uploads,
@@ -19,8 +21,6 @@ from tests.reports_fixtures import (  # noqa: F401
     report_bucket,
     report_plugins,
 )
-
-from storage.objects import get_tags
 from worker.client import NotifyClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("report_plugins")]

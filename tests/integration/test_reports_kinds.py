@@ -11,6 +11,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from storage.config import get_settings
+from storage.errors import InvalidInput
+from storage.keys import csv_upload_key, isoformat
+from storage.objects import head, put_bytes
+from tasks.reports.generate import generate_report
 from tests.reports_fixtures import (  # noqa: F401
     OTHER_SERVICE,
     SERVICE,
@@ -20,12 +26,6 @@ from tests.reports_fixtures import (  # noqa: F401
     report_bucket,
     report_plugins,
 )
-
-from storage.config import get_settings
-from storage.errors import InvalidInput
-from storage.keys import csv_upload_key, isoformat
-from storage.objects import head, put_bytes
-from tasks.reports.generate import generate_report
 from worker import queues
 from worker.client import NotifyClient
 

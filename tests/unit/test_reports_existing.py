@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.reports_fixtures import pending_uploads, report_bucket
-
 from storage.client import get_client
 from storage.listing import iter_multipart_uploads
 from storage.objects import get_tags, head, put_bytes
 from tasks.reports.existing import abort_stale_uploads, count_rows, existing_row_count
+from tests.reports_fixtures import pending_uploads, report_bucket
 
 BODY = b'n,text\r\n1,"two\r\nlines"\r\n2,plain\r\n3,""\r\n'
 

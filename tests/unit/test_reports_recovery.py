@@ -5,6 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
+from storage.errors import InvalidInput
+from storage.objects import get_tags, put_bytes
+from tasks.reports.generate import generate_report
 from tests.reports_fixtures import (  # noqa: F401
     OTHER_SERVICE,
     SERVICE,
@@ -13,10 +17,6 @@ from tests.reports_fixtures import (  # noqa: F401
     report_bucket,
     report_plugins,
 )
-
-from storage.errors import InvalidInput
-from storage.objects import get_tags, put_bytes
-from tasks.reports.generate import generate_report
 
 pytestmark = pytest.mark.usefixtures("report_plugins")
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+import random
+from itertools import pairwise
 
 import pytest
-from reports_fixtures import (
+
+from storage.errors import S3PreconditionFailed
+from storage.objects import get_tags, head, put_bytes
+from tasks.reports.writer import BadSourceRow, _encode_batch, safe_cell, write_csv
+from tests.reports_fixtures import (
     PART_SIZE,
     count_s3_calls,
     object_keys,
@@ -15,10 +20,6 @@ from reports_fixtures import (
     read_report,
     report_bucket,
 )
-
-from storage.errors import S3PreconditionFailed
-from storage.objects import get_tags, head, put_bytes
-from tasks.reports.writer import BadSourceRow, safe_cell, write_csv
 
 HEADER = ("n", "name", "note")
 
@@ -49,7 +50,8 @@ def write(key: str, data, **kw):
         ("", ""),
         (None, ""),
         (12, "12"),
-        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "2026-01-02T03:04:05Z"),
+        (1.5, "1.5"),
+        (True, "True"),
     ],
 )
 def test_safe_cell(value, expected):
@@ -102,10 +104,46 @@ def test_cells_are_neutralised_in_every_column_and_the_header(mock_s3):
     ]
 
 
-def test_progress_is_reported_every_n_rows_and_at_the_end(mock_s3):
+def test_progress_is_reported_about_every_n_rows_and_at_the_end(mock_s3):
     seen: list[int] = []
-    write("p_report/a.csv", rows(25), progress=seen.append, progress_every=10)
-    assert seen == [10, 20, 25]
+    write("p_report/a.csv", rows(1_000), progress=seen.append, progress_every=100)
+    assert seen[-1] == 1_000
+    assert seen == sorted(set(seen))
+    assert all(b - a >= 100 for a, b in pairwise(seen[:-1]))
+    assert 5 <= len(seen) <= 10
+
+
+CELLS = ["", "a", "=1", "+4", "-", "@", "\t", "\r", "\n", ",", '"', "'", " =", "a,=b", "x\n=y"]
+
+
+def reference(batch: list[list]) -> str:
+    """The obvious encoding: every cell through safe_cell, then csv."""
+    out = io.StringIO()
+    csv.writer(out).writerows([[safe_cell(c) for c in row] for row in batch])
+    return out.getvalue()
+
+
+def test_the_fast_batch_path_gives_the_same_bytes_as_cell_by_cell(monkeypatch):
+    from tasks.reports import writer
+
+    fast = []
+    plain_text = writer._plain_text
+    monkeypatch.setattr(writer, "_plain_text", lambda *a: fast.append(plain_text(*a)) or fast[-1])
+    rng = random.Random(5)
+    for n in range(4_000):
+        # Every other batch avoids the cells that force the careful path, to test the fast one.
+        cells = CELLS if n % 2 else [c for c in CELLS if c not in ("\r", "\n", ",", '"')]
+        kinds = [None, -3, 7, 2.5, True] if n % 2 else [-3, 7, 2.5]
+        width = rng.randint(1, 4)
+        batch = [
+            [
+                rng.choice([*kinds, *["".join(rng.choices(cells, k=rng.randint(0, 3)))] * 4])
+                for _ in range(width)
+            ]
+            for _ in range(rng.randint(1, 5))
+        ]
+        assert _encode_batch(batch, width, 1) == reference(batch), batch
+    assert sum(text is not None for text in fast) > 500  # the fast path was really taken
 
 
 def test_a_source_failing_half_way_leaves_nothing(mock_s3):
