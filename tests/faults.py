@@ -12,6 +12,10 @@ fraction of requests (default 10%) with one of these faults:
   non-idempotent steps (CompleteMultipartUpload, conditional PUT/DELETE, …);
 * ``hold(...)``   — (targeted) the request waits in the proxy until released, so a crash test
   can SIGKILL a worker stuck at an exact point, then drop or forward the request;
+* strict conditionals — (on by default) the conditions moto ignores are answered as real S3
+  answers them: ``412`` for ``If-None-Match: *`` on CompleteMultipartUpload (moto answers a
+  retried completion ``200``) and on CopyObject, and for a failed
+  ``x-amz-copy-source-if-match``, so no test passes only because moto is lenient;
 * ``truncate``    — (not in the default mix) the response headers and half the body are sent,
   then the connection is closed: a streaming read fails mid-way.
 
@@ -67,6 +71,11 @@ _HOP_HEADERS = {
 _ERRORS = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
     "internal": (500, "InternalError", "We encountered an internal error. Please try again."),
+    "precondition": (
+        412,
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+    ),
 }
 _WRITE_OPERATIONS = {"PutObject", "CopyObject", "CreateMultipartUpload"}
 
@@ -170,6 +179,7 @@ class FaultProxy:
         kinds: tuple[str, ...] = DEFAULT_KINDS,
         seed: int = 1234,
         operations: set[str] | None = None,
+        strict: bool = True,
     ) -> None:
         target = urlsplit(upstream)
         if target.scheme != "http" or not target.hostname:
@@ -182,6 +192,10 @@ class FaultProxy:
         self.rate = rate
         self.kinds = tuple(kinds)
         self.operations = operations  # None: every operation may fault
+        # Answer the conditions moto ignores as real S3 does, so no test passes on leniency.
+        self.strict = strict
+        self.strict_refusals: Counter = Counter()
+        self._upstream_client: Any = None
         self.enabled = True
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -272,6 +286,7 @@ class FaultProxy:
             self._stats.clear()
             self.unencrypted_writes.clear()
             self.bucket_operations.clear()
+            self.strict_refusals.clear()
 
     # --- counters ----------------------------------------------------------------------------
 
@@ -303,6 +318,28 @@ class FaultProxy:
         return f"{self.requests} requests, {self.faults} faults ({kinds or 'none'})"
 
     # --- used by the handler -----------------------------------------------------------------
+
+    def _head_etag(self, bucket: str, key: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        with self._lock:
+            if self._upstream_client is None:
+                import boto3
+                from botocore.config import Config
+
+                self._upstream_client = boto3.session.Session().client(
+                    "s3",
+                    endpoint_url=self.upstream_url,
+                    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 0}),
+                )
+        try:
+            return self._upstream_client.head_object(Bucket=bucket, Key=key)["ETag"]
+        except ClientError:
+            return None
+
+    def _count_strict(self, operation: str) -> None:
+        with self._lock:
+            self.strict_refusals[operation] += 1
 
     def _decide(self, operation: str, path: str, headers: Mapping[str, str]) -> str | None:
         with self._lock:
@@ -371,8 +408,32 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         elif kind == "drop_before":
             self._drain_request_body()
             self._drop()
+        elif self.proxy.strict and self._condition_fails(operation, split.path, headers):
+            self._drain_request_body()
+            self.proxy._count_strict(operation)
+            if kind == "drop_after":
+                self._drop()
+            else:
+                self._send_error("precondition")
         else:
             self._forward(kind)
+
+    def _condition_fails(self, operation: str, path: str, headers: Mapping[str, str]) -> bool:
+        """Real S3's answer to the conditions moto ignores (SPEC §2): If-None-Match on
+        CompleteMultipartUpload after the key exists (moto answers a retried completion 200)
+        and on CopyObject, and x-amz-copy-source-if-match on CopyObject."""
+        conditional = operation in ("CompleteMultipartUpload", "CopyObject")
+        if conditional and headers.get("if-none-match") == "*" and self._upstream_etag(path):
+            return True
+        if operation == "CopyObject" and headers.get("x-amz-copy-source-if-match"):
+            etag = self._upstream_etag(headers["x-amz-copy-source"].split("?")[0])
+            return etag is None or etag != headers["x-amz-copy-source-if-match"]
+        return False
+
+    def _upstream_etag(self, path: str) -> str | None:
+        """HEAD ``/bucket/key`` on moto directly (signed; not counted, never faulted)."""
+        bucket, _, key = path.lstrip("/").partition("/")
+        return self.proxy._head_etag(bucket, unquote(key))
 
     def _request_body(self) -> Iterator[bytes]:
         """The request body as it arrives (Content-Length or chunked)."""

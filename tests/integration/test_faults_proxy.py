@@ -207,3 +207,78 @@ def test_a_held_request_waits_then_is_dropped_or_forwarded(s3_faults, forward):
     else:
         assert isinstance(outcome[0], ConnectionClosedError)
     assert get_client().list_objects_v2(Bucket=_bucket())["KeyCount"] == int(forward)
+
+
+def _multipart(client, key: str) -> tuple[str, list]:
+    upload = client.create_multipart_upload(Bucket=_bucket(), Key=key, ServerSideEncryption=SSE)
+    part = client.upload_part(
+        Bucket=_bucket(), Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"p"
+    )
+    return upload["UploadId"], [{"PartNumber": 1, "ETag": part["ETag"]}]
+
+
+def test_strict_mode_refuses_a_completion_over_an_existing_key_as_s3_does(s3_faults, s3):
+    s3_faults.rate = 0
+    client = get_client()
+    upload_id, parts = _multipart(client, "k")
+    s3.put_object(Bucket=_bucket(), Key="k", Body=b"first", ServerSideEncryption=SSE)
+    with pytest.raises(ClientError) as caught:
+        client.complete_multipart_upload(
+            Bucket=_bucket(),
+            Key="k",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            IfNoneMatch="*",
+        )
+    assert caught.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert s3_faults.strict_refusals == {"CompleteMultipartUpload": 1}
+    client.abort_multipart_upload(Bucket=_bucket(), Key="k", UploadId=upload_id)
+
+
+def test_strict_mode_makes_a_lost_completion_answer_fail_its_retry(s3_faults):
+    """moto answers a retried completion 200; S3 (If-None-Match: *) answers 412."""
+    s3_faults.rate = 0
+    client = get_client()
+    upload_id, parts = _multipart(client, "k")
+    s3_faults.force("CompleteMultipartUpload", "drop_after")
+    with pytest.raises(ClientError) as caught:
+        client.complete_multipart_upload(
+            Bucket=_bucket(),
+            Key="k",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            IfNoneMatch="*",
+        )
+    assert caught.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert client.get_object(Bucket=_bucket(), Key="k")["Body"].read() == b"p"
+
+
+def test_strict_mode_honours_copy_source_if_match(s3_faults, s3):
+    s3_faults.rate = 0
+    client = get_client()
+    s3.put_object(Bucket=_bucket(), Key="src", Body=b"v1", ServerSideEncryption=SSE)
+    with pytest.raises(ClientError) as caught:
+        client.copy_object(
+            Bucket=_bucket(),
+            Key="dst",
+            CopySource={"Bucket": _bucket(), "Key": "src"},
+            CopySourceIfMatch='"0000"',
+            ServerSideEncryption=SSE,
+        )
+    assert caught.value.response["Error"]["Code"] == "PreconditionFailed"
+    etag = s3.head_object(Bucket=_bucket(), Key="src")["ETag"]
+    client.copy_object(
+        Bucket=_bucket(),
+        Key="dst",
+        CopySource={"Bucket": _bucket(), "Key": "src"},
+        CopySourceIfMatch=etag,
+        ServerSideEncryption=SSE,
+    )
+    with pytest.raises(ClientError):  # and If-None-Match now that dst exists
+        client.copy_object(
+            Bucket=_bucket(),
+            Key="dst",
+            CopySource={"Bucket": _bucket(), "Key": "src"},
+            IfNoneMatch="*",
+            ServerSideEncryption=SSE,
+        )
