@@ -1,4 +1,4 @@
-"""Shared helpers for the letters tests; import them explicitly from ``letters_fixtures``.
+"""Shared helpers for the letters tests; import them explicitly from ``tests.letters_fixtures``.
 
 * ``put_letter`` uploads a transient letter with the web app's metadata (including a
   recipient and file name that must never show up in results or logs);

@@ -13,9 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from letters_fixtures import DEST_KEY, SECRETS, exists, keys_in, letters_bucket, put_letter, read
-from letters_fixtures import transient_bucket as transient
 
+from tests.letters_fixtures import (
+    DEST_KEY,
+    SECRETS,
+    exists,
+    keys_in,
+    letters_bucket,
+    put_letter,
+    read,
+)
+from tests.letters_fixtures import transient_bucket as transient
 from worker import queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

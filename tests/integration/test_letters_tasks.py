@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 import pytest
+
+from tasks.letters.moves import LetterRetry, move_letter
 from tests.letters_fixtures import (
     DEST_KEY,
     SECRETS,
@@ -23,8 +25,6 @@ from tests.letters_fixtures import (
     read,
     transient_bucket,
 )
-
-from tasks.letters.moves import LetterRetry, move_letter
 from worker import queues
 
 pytestmark = pytest.mark.integration

@@ -8,6 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from storage.errors import InvalidInput
+from tasks.letters.backfill import (
+    MAX_LINE_CHARS,
+    BadLine,
+    check_letter_file,
+    iter_letter_jobs,
+    run_letter_job,
+)
 from tests.letters_fixtures import (
     CREATED_AT,
     DEST_KEY,
@@ -17,15 +26,6 @@ from tests.letters_fixtures import (
     module_mock_s3,
     put_letter,
     transient_bucket,
-)
-
-from storage.errors import InvalidInput
-from tasks.letters.backfill import (
-    MAX_LINE_CHARS,
-    BadLine,
-    check_letter_file,
-    iter_letter_jobs,
-    run_letter_job,
 )
 
 SID = "0b9a6a51-59a1-4e8b-9d0c-1d2f9a0c0001"

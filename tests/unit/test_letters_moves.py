@@ -13,6 +13,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
+from storage.errors import InvalidInput, NotifyError, TransientError
+from tasks.letters import moves
+from tasks.letters.moves import LetterError, LetterRetry, move_letter
+from tasks.letters.settings import LetterSettings
 from tests.letters_fixtures import (
     DEST_KEY,
     SECRETS,
@@ -32,11 +37,6 @@ from tests.letters_fixtures import (
     recorded,
     transient_bucket,
 )
-
-from storage.errors import InvalidInput, NotifyError, TransientError
-from tasks.letters import moves
-from tasks.letters.moves import LetterError, LetterRetry, move_letter
-from tasks.letters.settings import LetterSettings
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tasks.letters.sweep import sweep_transient_letters
 from tests.letters_fixtures import (
     SECRETS,
     age_in_moto,
@@ -17,8 +19,6 @@ from tests.letters_fixtures import (
     recorded,
     transient_bucket,
 )
-
-from tasks.letters.sweep import sweep_transient_letters
 
 
 @pytest.fixture(scope="module")
