@@ -2,10 +2,11 @@
 
 Rows are encoded 64 at a time — with a few C-speed joins and replaces when no cell needs
 quoting (the common case), else cell by cell through ``csv.writer`` — and handed to
-``storage.upload.MultipartWriter`` every ~64 KiB, so memory holds one part plus one small
-buffer whatever the row count. The writer completes with ``If-None-Match: *`` (PutObject for a
-report smaller than one part, CompleteMultipartUpload otherwise): a finished report is never
-replaced. Any failure, a lost race included, aborts the multipart upload.
+``storage.upload.MultipartWriter`` every ~64 KiB from a background thread (part uploads
+overlap encoding; see ``background``), so memory holds about two parts whatever the row count.
+The writer completes with ``If-None-Match: *`` (PutObject for a report smaller than one part,
+CompleteMultipartUpload otherwise): a finished report is never replaced. Any failure, a lost
+race included, aborts the multipart upload.
 
 Formula injection is handled here, not in the sources, so every kind (plug-ins too) gets it.
 """
@@ -22,6 +23,7 @@ from typing import Any
 from storage.client import get_client
 from storage.errors import NotifyError, s3_errors
 from storage.upload import MultipartWriter
+from tasks.reports.background import BackgroundWriter
 
 CONTENT_TYPE = "text/csv; charset=utf-8"
 FLUSH_BYTES = 64 * 1024
@@ -147,20 +149,21 @@ def write_csv(
         if_none_match=True,
         client=client,
     ) as upload:
-        while batch := list(islice(source, BATCH_ROWS)):
-            chunk = _encode_batch(batch, width, count + 1)
-            count += len(batch)
-            pending.append(chunk)
-            pending_chars += len(chunk)
-            if pending_chars >= flush_chars:
-                upload.write("".join(pending).encode())
-                pending.clear()
-                pending_chars = 0
-            if progress is not None and count - reported >= progress_every:
-                reported = count
-                progress(count)
-        upload.write("".join(pending).encode())
-        # Inside the block: a failed (conditional) completion aborts the upload too.
+        with BackgroundWriter(upload, max_chunks=part_size // flush_chars) as sink:
+            while batch := list(islice(source, BATCH_ROWS)):
+                chunk = _encode_batch(batch, width, count + 1)
+                count += len(batch)
+                pending.append(chunk)
+                pending_chars += len(chunk)
+                if pending_chars >= flush_chars:
+                    sink.write("".join(pending).encode())
+                    pending.clear()
+                    pending_chars = 0
+                if progress is not None and count - reported >= progress_every:
+                    reported = count
+                    progress(count)
+            sink.write("".join(pending).encode())
+        # Every part is sent now. Inside the block: a failed (conditional) completion aborts.
         result = upload.close()
     if progress is not None and count != reported:
         progress(count)

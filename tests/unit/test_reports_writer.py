@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import time
 from itertools import pairwise
 
 import pytest
@@ -150,7 +151,10 @@ def test_a_source_failing_half_way_leaves_nothing(mock_s3):
     calls = count_s3_calls(mock_s3)
 
     def broken():
-        yield from rows(500)  # several parts are already uploaded by now
+        yield from rows(500)
+        deadline = time.monotonic() + 10
+        while calls.count("UploadPart") < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)  # let the upload thread send a few parts first
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
