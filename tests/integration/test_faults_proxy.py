@@ -6,8 +6,10 @@ wrong reason; these tests pin down that each fault kind reaches botocore as it s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
+import uuid
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError
@@ -15,20 +17,72 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 from storage.buckets import SSE
 from storage.client import client_config, get_client
 from storage.config import get_settings
-from tests.faults import (  # noqa: F401  (fixtures)
-    FaultProxy,
-    fault_proxy_fixture,
-    operation_name,
-    s3_faults_fixture,
-)
+from tests.faults import DEFAULT_KINDS, FaultProxy, operation_name
 
 pytestmark = pytest.mark.integration
 
+_BUCKET: list[str] = []
+
 
 def _bucket() -> str:
-    return get_settings().bucket("report-downloads")
+    return _BUCKET[-1]
 
 
+@pytest.fixture(scope="module")
+def direct(moto_endpoint):
+    """A client talking to moto directly (never faulted)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        config=Config(region_name="eu-west-1", s3={"addressing_style": "path"}),
+    )
+
+
+@pytest.fixture(scope="module")
+def module_proxy(moto_endpoint):
+    """One proxy for the module, with this process's S3 client behind it.
+
+    Lighter than the ``s3`` fixture (no moto reset, no registry buckets, no new clients per
+    test): these tests only exercise the proxy.
+    """
+    import os
+
+    from storage.config import reload_settings
+
+    with FaultProxy(moto_endpoint) as proxy:
+        os.environ["S3_ENDPOINT_URL"] = proxy.url
+        reload_settings()
+        try:
+            yield proxy
+        finally:
+            os.environ["S3_ENDPOINT_URL"] = moto_endpoint
+            reload_settings()
+
+
+@pytest.fixture
+def s3_faults(module_proxy, direct):
+    """The module's proxy back to its defaults, and one fresh bucket of our own."""
+    proxy = module_proxy
+    proxy.rate, proxy.kinds, proxy.operations, proxy.enabled = 0.1, DEFAULT_KINDS, None, True
+    proxy._forced.clear()
+    proxy.release_all()
+    proxy.reset_counters()
+    name = f"proxy-test-{uuid.uuid4().hex[:12]}"
+    direct.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    _BUCKET.append(name)
+    yield proxy
+    proxy.release_all()
+    for upload in direct.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        direct.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    for obj in direct.list_objects_v2(Bucket=name).get("Contents", []):
+        direct.delete_object(Bucket=name, Key=obj["Key"])
+    direct.delete_bucket(Bucket=name)
+
+
+@functools.cache
 def _single_attempt_client():
     """No retries: botocore's ``max_attempts`` counts retries, ``total_max_attempts`` tries."""
     import boto3
@@ -170,11 +224,10 @@ def test_random_faults_are_seeded_and_near_the_rate(moto_endpoint):
     assert {d for d in first if d} == {"slowdown", "internal", "drop_before", "drop_after"}
 
 
-def test_unencrypted_writes_are_flagged(s3_faults, s3):
+def test_unencrypted_writes_are_flagged(s3_faults):
     s3_faults.rate = 0
     get_client().put_object(Bucket=_bucket(), Key="plain", Body=b"x")
     assert s3_faults.unencrypted_writes == [f"PutObject /{_bucket()}/plain"]
-    s3.delete_object(Bucket=_bucket(), Key="plain")  # or the s3 fixture's own audit fails
 
 
 def _put_in_thread(client, key: str) -> tuple[threading.Thread, list]:
@@ -217,11 +270,11 @@ def _multipart(client, key: str) -> tuple[str, list]:
     return upload["UploadId"], [{"PartNumber": 1, "ETag": part["ETag"]}]
 
 
-def test_strict_mode_refuses_a_completion_over_an_existing_key_as_s3_does(s3_faults, s3):
+def test_strict_mode_refuses_a_completion_over_an_existing_key_as_s3_does(s3_faults, direct):
     s3_faults.rate = 0
     client = get_client()
     upload_id, parts = _multipart(client, "k")
-    s3.put_object(Bucket=_bucket(), Key="k", Body=b"first", ServerSideEncryption=SSE)
+    direct.put_object(Bucket=_bucket(), Key="k", Body=b"first", ServerSideEncryption=SSE)
     with pytest.raises(ClientError) as caught:
         client.complete_multipart_upload(
             Bucket=_bucket(),
@@ -253,10 +306,10 @@ def test_strict_mode_makes_a_lost_completion_answer_fail_its_retry(s3_faults):
     assert client.get_object(Bucket=_bucket(), Key="k")["Body"].read() == b"p"
 
 
-def test_strict_mode_honours_copy_source_if_match(s3_faults, s3):
+def test_strict_mode_honours_copy_source_if_match(s3_faults, direct):
     s3_faults.rate = 0
     client = get_client()
-    s3.put_object(Bucket=_bucket(), Key="src", Body=b"v1", ServerSideEncryption=SSE)
+    direct.put_object(Bucket=_bucket(), Key="src", Body=b"v1", ServerSideEncryption=SSE)
     with pytest.raises(ClientError) as caught:
         client.copy_object(
             Bucket=_bucket(),
@@ -266,7 +319,7 @@ def test_strict_mode_honours_copy_source_if_match(s3_faults, s3):
             ServerSideEncryption=SSE,
         )
     assert caught.value.response["Error"]["Code"] == "PreconditionFailed"
-    etag = s3.head_object(Bucket=_bucket(), Key="src")["ETag"]
+    etag = direct.head_object(Bucket=_bucket(), Key="src")["ETag"]
     client.copy_object(
         Bucket=_bucket(),
         Key="dst",
