@@ -17,6 +17,7 @@ from typing import Any
 from celery import Celery
 
 MAX_BATCH_ROWS = 1000
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def notification_id_factory(upload_id: str) -> Callable[[int], str]:
@@ -26,15 +27,15 @@ def notification_id_factory(upload_id: str) -> Callable[[int], str]:
     the namespace once and copying the hash saves most of the work per row.
     """
     base = hashlib.sha1(uuid.UUID(upload_id).bytes, usedforsecurity=False)
+    copy = base.copy
+    variant = _VARIANT
 
     def notification_id(row_number: int) -> str:
-        h = base.copy()
-        h.update(str(row_number).encode("ascii"))
-        d = bytearray(h.digest()[:16])
-        d[6] = (d[6] & 0x0F) | 0x50
-        d[8] = (d[8] & 0x3F) | 0x80
-        x = d.hex()
-        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+        h = copy()
+        h.update(b"%d" % row_number)
+        x = h.hexdigest()
+        # Version 5 in the 13th hex digit, RFC 4122 variant (10xx) in the 17th.
+        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}{x[17:20]}-{x[20:32]}"
 
     return notification_id
 

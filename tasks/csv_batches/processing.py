@@ -83,9 +83,16 @@ class Heartbeat:
 
 
 def process_job(
-    spec: JobSpec, *, scheduled_for: str | None = None, app: Celery | None = None
+    spec: JobSpec,
+    *,
+    scheduled_for: str | None = None,
+    app: Celery | None = None,
+    queue: str | None = None,
 ) -> dict[str, Any]:
-    """Run (or schedule, or skip) one CSV job; returns the task's JSON result."""
+    """Run (or schedule, or skip) one CSV job; returns the task's JSON result.
+
+    ``queue`` is the queue the job's message came on: recorded so that a re-drive goes there.
+    """
     state = st.read_job(spec.upload_id) or {}
     status = state.get("status")
     if status in st.DONE_STATUSES:
@@ -100,7 +107,7 @@ def process_job(
         logger.info("job already running elsewhere; this delivery is skipped")
         return _skipped("already_running", spec.upload_id, st.read_job(spec.upload_id) or {})
     try:
-        return _run(spec, token, app)
+        return _run(spec, token, app, queue)
     except LeaseLost:
         logger.warning("lease lost to another runner; stopping without writing")
         return _skipped("lease_lost", spec.upload_id, st.read_job(spec.upload_id) or {})
@@ -133,7 +140,7 @@ def _skipped(reason: str, upload_id: str, state: dict[str, str]) -> dict[str, An
 # --- one run -----------------------------------------------------------------------------------
 
 
-def _run(spec: JobSpec, token: str, app: Celery | None) -> dict[str, Any]:
+def _run(spec: JobSpec, token: str, app: Celery | None, queue: str | None) -> dict[str, Any]:
     settings = get_worker_settings()
     upload_id = spec.upload_id
     state = st.read_job(upload_id) or {}  # again, now that we hold the lease
@@ -178,6 +185,7 @@ def _run(spec: JobSpec, token: str, app: Celery | None) -> dict[str, Any]:
             "etag": info.etag,
             "size": info.size,
             "runner": token,
+            **({"queue": queue} if queue else {}),
             **({} if resuming else {"checkpoint": 0, "dispatched": 0, "invalid": 0}),
         },
     )

@@ -13,8 +13,9 @@ from worker.app import app
 __all__ = ["cancel", "process_batch", "release_due", "save_batch_task"]
 
 
-@app.task(name=queues.CSV_PROCESS_BATCH, queue=queues.CSV_BATCHES)
+@app.task(name=queues.CSV_PROCESS_BATCH, queue=queues.CSV_BATCHES, bind=True)
 def process_batch(
+    self: Any,
     service_id: str,
     upload_id: str,
     template: dict[str, Any],
@@ -31,7 +32,9 @@ def process_batch(
         sender_id=sender_id,
         source=source,
     )
-    return processing.process_job(spec, scheduled_for=scheduled_for)
+    # The queue it came on is where the reconciler sends it again (bulk stays bulk).
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    return processing.process_job(spec, scheduled_for=scheduled_for, queue=queue)
 
 
 @app.task(name=queues.CSV_CANCEL, queue=queues.CSV_BATCHES)

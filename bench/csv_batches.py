@@ -1,0 +1,269 @@
+"""Benchmark of the CSV batches workflow (issue 3 item 6). A plain script, not a test:
+
+    python bench/csv_batches.py [--rows 100000,1000000] [--kinds sms,email] [--skip-e2e]
+
+For each generated file (about 2% bad rows, written to a temp directory):
+
+* **validation** — the job's own read path in this process, streaming the file from disk:
+  ``CsvReader`` + ``ColumnLayout.check_row`` on every row. Rows/s per wall second and per CPU
+  second (the sandbox is shared: CPU time is the steadier figure).
+* **end to end** — a private redis-server, an embedded moto S3 server over HTTP and a fresh
+  prefork worker (``notify-worker worker``, concurrency 1) consuming only the CSV queues, so
+  the sink's queue only fills up: the time from enqueueing ``notify.csv.process_batch`` to its
+  result, with every batch handed to the broker; the worker child's peak RSS (VmHWM) and CPU
+  time; broker messages per 1,000 valid rows.
+
+Targets (2-core machine): validation >= 115,000 rows/s (sms) and >= 200,000 (email); end to end
+>= 60,000 rows/s; peak worker RSS grows < 30 MiB from 100k to 1M rows; <= 1 message / 1,000 rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVICE_ID = "6ce466d0-fd6a-11e5-82f5-e0accb9d11a6"
+TEMPLATE_ID = "f6d9a4d2-8a1f-4c5e-9a85-0fd7c7b0c0a1"
+_BAD_SMS = ["12345", "07700 900 12x", "+1 (555) 0100", "077009001234567", ""]
+_BAD_EMAIL = ["someone@", "a..b@example.com", "no-at-sign.example.com", "x@localhost", ""]
+_HOSTS = ["example.com", "example.co.uk", "gov.uk", "digital.cabinet-office.gov.uk", "nhs.net"]
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def _phone(rng: random.Random) -> str:
+    national = "7" + rng.choice("1234579") + f"{rng.randrange(10**8):08d}"
+    shape = rng.random()
+    if shape < 0.5:
+        return "0" + national
+    if shape < 0.7:
+        return f"0{national[:4]} {national[4:]}"
+    if shape < 0.85:
+        return f"+44 {national[:4]} {national[4:7]} {national[7:]}"
+    if shape < 0.95:
+        return "44" + national
+    return f"(0{national[:4]}) {national[4:7]}-{national[7:]}"
+
+
+def write_file(path: Path, kind: str, rows: int, seed: int = 2024) -> None:
+    rng = random.Random(seed)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        writer.writerow(["phone number" if kind == "sms" else "email address", "name", "ref"])
+        for i in range(rows):
+            if rng.random() < 0.02:
+                recipient = rng.choice(_BAD_SMS if kind == "sms" else _BAD_EMAIL)
+            elif kind == "sms":
+                recipient = _phone(rng)
+            else:
+                recipient = f"person.{i}@{rng.choice(_HOSTS)}"
+            writer.writerow([recipient, f"Person {i}", f"REF-{i:07d}"])
+
+
+# --- validation in process ------------------------------------------------------------------------
+
+_VALIDATE = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from tasks.csv_batches.columns import ColumnLayout
+from tasks.csv_batches.reader import CsvReader
+start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+cpu, wall = time.process_time(), time.perf_counter()
+with open({path!r}, "rb") as body:
+    reader = CsvReader(body, max_rows=10**7)
+    check_row = ColumnLayout.from_header(
+        reader.header, template_type={kind!r}, placeholders=["name"]).check_row
+    rows = invalid = 0
+    for rows, cells in reader:
+        if not check_row(cells).ok:
+            invalid += 1
+print(json.dumps({{"rows": rows, "invalid": invalid, "cpu": time.process_time() - cpu,
+    "wall": time.perf_counter() - wall, "start_rss_kib": start_rss,
+    "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+"""
+
+
+def validate(path: Path, kind: str) -> dict:
+    """Validation alone, in a fresh interpreter (so its peak RSS is this file's)."""
+    import json
+
+    code = _VALIDATE.format(root=str(ROOT), path=str(path), kind=kind)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def _child_stats(worker) -> tuple[int, float]:
+    """Peak RSS (KiB, VmHWM) and CPU seconds of the worker's pool child."""
+    import psutil
+
+    peak = 0
+    cpu = 0.0
+    for pid in worker.children():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+            times = psutil.Process(pid).cpu_times()
+            cpu += times.user + times.system
+        except (FileNotFoundError, psutil.NoSuchProcess):
+            continue
+    return peak, cpu
+
+
+def end_to_end(files: list[tuple[str, int, Path]], max_rows: int) -> list[dict]:
+    import redis
+
+    from storage import admin
+    from storage.client import get_client
+    from storage.config import get_settings
+    from storage.keys import csv_upload_key
+    from worker import queues
+    from worker.client import NotifyClient
+    from worker.stack import local_stack
+
+    os.environ["NOTIFY_CSV_MAX_ROWS"] = str(max_rows)
+    # A private Redis: never someone else's.
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    results = []
+    with (
+        tempfile.TemporaryDirectory(prefix="csv-bench-") as workdir,
+        local_stack(Path(workdir), embedded=True) as stack,
+    ):
+        admin.create_buckets()
+        client = get_client()
+        bucket = get_settings().bucket("csv-upload")
+        broker = redis.Redis.from_url(stack.redis_url)
+        sink_queues = [queues.DATABASE_TASKS, queues.bulk_queue(queues.DATABASE_TASKS)]
+        for kind, rows, path in files:
+            upload_id = str(uuid.uuid4())
+            client.upload_file(
+                str(path),
+                bucket,
+                csv_upload_key(SERVICE_ID, upload_id),
+                ExtraArgs={
+                    "ServerSideEncryption": "AES256",
+                    "Metadata": {"notification_count": str(rows), "valid": "True"},
+                },
+            )
+            # A fresh worker per file: its peak RSS belongs to this file alone.
+            worker = stack.start_worker(
+                concurrency=1, queues=f"{queues.CSV_BATCHES},{queues.CSV_BATCHES_BULK}"
+            )
+            try:
+                time.sleep(1.0)
+                baseline_rss, baseline_cpu = _child_stats(worker)
+                started = time.perf_counter()
+                result = (
+                    NotifyClient()
+                    .process_csv(
+                        SERVICE_ID,
+                        upload_id,
+                        template_id=TEMPLATE_ID,
+                        template_type=kind,
+                        placeholders=["name"],
+                        notification_count=rows,
+                    )
+                    .get(timeout=1800)
+                )
+                seconds = time.perf_counter() - started
+                peak_rss, cpu = _child_stats(worker)
+            finally:
+                worker.stop()
+            messages = sum(int(broker.llen(q)) for q in sink_queues)
+            broker.delete(*sink_queues)  # free the broker's memory for the next file
+            results.append(
+                {
+                    "kind": kind,
+                    "rows": rows,
+                    "status": result.get("status"),
+                    "dispatched": result.get("rows_dispatched"),
+                    "invalid": result.get("rows_invalid"),
+                    "seconds": seconds,
+                    "rows_per_s": rows / seconds,
+                    "worker_cpu_s": cpu - baseline_cpu,
+                    "idle_rss_mib": baseline_rss / 1024,
+                    "peak_rss_mib": peak_rss / 1024,
+                    "messages": messages,
+                }
+            )
+            print(_e2e_line(results[-1]), flush=True)
+    return results
+
+
+def _e2e_line(r: dict) -> str:
+    per_k = r["messages"] / max(r["dispatched"] or 1, 1) * 1000
+    return (
+        f"end to end {r['kind']:5} {r['rows']:>9,} rows: {r['rows_per_s']:>9,.0f} rows/s "
+        f"({r['seconds']:.2f} s wall, worker CPU {r['worker_cpu_s']:.2f} s), "
+        f"worker RSS idle {r['idle_rss_mib']:.1f} MiB peak {r['peak_rss_mib']:.1f} MiB, "
+        f"{r['messages']:,} messages ({per_k:.2f} per 1,000 rows), {r['status']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="100000,1000000", help="comma-separated sizes")
+    parser.add_argument("--kinds", default="sms,email")
+    parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-validation", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.rows.split(",")]
+    kinds = args.kinds.split(",")
+    load = os.getloadavg()[0]
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.2f}")
+
+    with tempfile.TemporaryDirectory(prefix="csv-bench-files-") as tmp:
+        files = []
+        for kind in kinds:
+            for rows in sizes:
+                path = Path(tmp) / f"{kind}-{rows}.csv"
+                write_file(path, kind, rows)
+                files.append((kind, rows, path))
+                size = path.stat().st_size / 2**20
+                print(f"generated {kind} {rows:,} rows ({size:.1f} MiB)", flush=True)
+
+        if not args.skip_validation:
+            for kind, rows, path in files:
+                v = validate(path, kind)
+                print(
+                    f"validation {kind:5} {rows:>9,} rows: {v['rows'] / v['wall']:>9,.0f} rows/s "
+                    f"wall, {v['rows'] / v['cpu']:>9,.0f} rows/s CPU, {v['invalid']:,} invalid, "
+                    f"peak RSS {v['peak_rss_kib'] / 1024:.1f} MiB",
+                    flush=True,
+                )
+
+        if not args.skip_e2e:
+            results = end_to_end(files, max(sizes))
+            for kind in kinds:
+                by_size = {r["rows"]: r for r in results if r["kind"] == kind}
+                if len(by_size) >= 2:
+                    small, big = by_size[min(by_size)], by_size[max(by_size)]
+                    growth = big["peak_rss_mib"] - small["peak_rss_mib"]
+                    print(
+                        f"worker peak RSS growth {kind} {min(by_size):,} -> {max(by_size):,} "
+                        f"rows: {growth:+.1f} MiB"
+                    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(bench process peak RSS {peak:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
