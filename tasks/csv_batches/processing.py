@@ -100,7 +100,7 @@ def process_job(
     if scheduled_for is not None and status not in (st.QUEUED, st.RUNNING):
         due = scheduling.parse_due(scheduled_for)
         if due.timestamp() > time.time():
-            return scheduling.schedule_job(spec, due)
+            return scheduling.schedule_job(spec, due, queue=queue)
 
     token = uuid.uuid4().hex
     if not st.acquire_lease(spec.upload_id, token, get_worker_settings().job_stale_seconds):

@@ -64,8 +64,12 @@ def job_queue(metadata: dict[str, str]) -> str:
     return queues.CSV_BATCHES_BULK if big else queues.CSV_BATCHES
 
 
-def schedule_job(spec: JobSpec, due: datetime) -> dict[str, Any]:
-    """Record a job to start at ``due`` (object metadata first, then Redis). Idempotent."""
+def schedule_job(spec: JobSpec, due: datetime, *, queue: str | None = None) -> dict[str, Any]:
+    """Record a job to start at ``due`` (object metadata first, then Redis). Idempotent.
+
+    ``queue``: where to start it when due (the queue the scheduling message came on, which the
+    client chose from the job's size); else judged from the web app's ``notification_count``.
+    """
     try:
         info = head(spec.bucket, spec.key)
     except S3NotFound:
@@ -91,7 +95,7 @@ def schedule_job(spec: JobSpec, due: datetime) -> dict[str, Any]:
             spec.bucket, spec.key, {"scheduled_for": due_iso, "processing_params": params}
         )
     status = st.record_scheduled(
-        spec.upload_id, _scheduled_fields(spec, info, due_iso), due.timestamp()
+        spec.upload_id, _scheduled_fields(spec, info, due_iso, queue), due.timestamp()
     )
     logger.info("job scheduled for %s", due_iso)
     return {
@@ -102,13 +106,15 @@ def schedule_job(spec: JobSpec, due: datetime) -> dict[str, Any]:
     }
 
 
-def _scheduled_fields(spec: JobSpec, info: ObjectInfo, due_iso: str) -> dict[str, Any]:
+def _scheduled_fields(
+    spec: JobSpec, info: ObjectInfo, due_iso: str, queue: str | None = None
+) -> dict[str, Any]:
     return {
         "service_id": spec.service_id,
         "source": spec.source,
         "params": spec.params_json(),
         "scheduled_for": due_iso,
-        "queue": job_queue(info.metadata),
+        "queue": queue or job_queue(info.metadata),
     }
 
 
