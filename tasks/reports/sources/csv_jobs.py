@@ -26,14 +26,12 @@ def service_uploads_key(service_id: str) -> str:
 
 
 def _own_state(service_id: str, upload_id: str) -> dict[str, str] | bool | None:
-    """The job hash if it is this service's; False if it is another's; None if there is none."""
-    state = csv_state.read_job(upload_id)
-    if not state:
-        return None
+    """The job hash if it is this service's; False if another's; None if it does not say."""
+    state = csv_state.read_job(upload_id) or {}
     owner = state.get("service_id")
-    if owner and owner != service_id:
-        return False
-    return state
+    if not owner:
+        return None  # no state, or one that names no service: the object decides
+    return state if owner == service_id else False
 
 
 def _csv_object(service_id: str, upload_id: str) -> ObjectInfo | None:
