@@ -1,8 +1,9 @@
 """Two ``notify-worker beat`` processes against one Redis: only the lock holder sends, and the
 standby takes over when the holder dies, without a tick ever being sent twice.
 
-A fast entry (every second, to a queue no worker consumes) is added through RedBeat's own API
-while the beats run, so the real schedule stays as it is; the messages are counted in Redis.
+The beats use a Redis database of their own, so the real schedule they load (cleanup sweeps
+included) never reaches a test worker. A fast entry (every second, to a queue nobody consumes)
+is added through RedBeat's own API while they run; its messages are counted in Redis.
 """
 
 from __future__ import annotations
@@ -15,19 +16,31 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LOCK_TIMEOUT = 8  # seconds: how long a dead holder's lock lasts (NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS)
 INTERVAL = 1.0
+BEAT_DB = 10
+
+
+def beat_db_url() -> str:
+    parts = urlsplit(os.environ["REDIS_URL"])
+    return urlunsplit(parts._replace(path=f"/{BEAT_DB}"))
 
 
 class Beat:
     def __init__(self, tmp_path: Path, number: int) -> None:
         self.log_path = tmp_path / f"beat-{number}.log"
-        env = {**os.environ, "NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS": str(LOCK_TIMEOUT)}
+        env = {
+            **os.environ,
+            "REDIS_URL": beat_db_url(),
+            "NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS": str(LOCK_TIMEOUT),
+        }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "worker", "beat", "--loglevel=INFO"],
@@ -55,7 +68,17 @@ class Beat:
 
 
 @pytest.fixture
-def beats(tmp_path, redis_client):
+def beat_redis():
+    """The beats' own database (refused if not empty: never wipe what we did not write)."""
+    client = redis.Redis.from_url(beat_db_url(), decode_responses=True)
+    if client.dbsize():
+        pytest.skip(f"Redis DB {BEAT_DB} is not empty; the beat tests need it to themselves")
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def beats(tmp_path, beat_redis):
     started: list[Beat] = []
 
     def start(count: int) -> list[Beat]:
@@ -77,16 +100,19 @@ def wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def message_ids(redis_client, queue: str) -> list[str]:
-    return [json.loads(raw)["headers"]["id"] for raw in redis_client.lrange(queue, 0, -1)]
+def message_ids(beat_redis, queue: str) -> list[str]:
+    return [json.loads(raw)["headers"]["id"] for raw in beat_redis.lrange(queue, 0, -1)]
 
 
 def add_fast_entry(queue: str) -> None:
+    from celery import Celery
     from celery.schedules import schedule
     from redbeat import RedBeatSchedulerEntry
 
-    from worker.app import app
+    from worker import beat
 
+    app = Celery("beat-test", broker=beat_db_url())
+    app.conf.update(redbeat_redis_url=beat_db_url(), redbeat_key_prefix=beat.KEY_PREFIX)
     RedBeatSchedulerEntry(
         "ops-test-tick",
         "notify.test.beat_tick",
@@ -96,27 +122,27 @@ def add_fast_entry(queue: str) -> None:
     ).save()
 
 
-def count_over(redis_client, queue: str, seconds: float) -> tuple[int, float]:
+def count_over(beat_redis, queue: str, seconds: float) -> tuple[int, float]:
     """Messages sent in a window of about ``seconds``, and the window's real length."""
-    before = redis_client.llen(queue)
+    before = beat_redis.llen(queue)
     started = time.monotonic()
     time.sleep(seconds)
-    return redis_client.llen(queue) - before, time.monotonic() - started
+    return beat_redis.llen(queue) - before, time.monotonic() - started
 
 
-def test_two_beats_send_each_tick_once_and_fail_over(beats, redis_client):
+def test_two_beats_send_each_tick_once_and_fail_over(beats, beat_redis):
     queue = f"ops-beat-test-{uuid.uuid4().hex[:8]}"
     first, second = beats(2)
     wait_for(lambda: first.holds_lock or second.holds_lock, 30, "a beat to take the lock")
     time.sleep(1)
     holder, standby = (first, second) if first.holds_lock else (second, first)
     assert not standby.holds_lock  # it is blocked on the lock, sending nothing
-    assert redis_client.exists("notify:beat:lock")
-    assert 0 < redis_client.ttl("notify:beat:lock") <= LOCK_TIMEOUT
+    assert beat_redis.exists("notify:beat:lock")
+    assert 0 < beat_redis.ttl("notify:beat:lock") <= LOCK_TIMEOUT
 
     add_fast_entry(queue)
-    wait_for(lambda: redis_client.llen(queue) > 0, 15, "the first tick")
-    sent, window = count_over(redis_client, queue, 6)
+    wait_for(lambda: beat_redis.llen(queue) > 0, 15, "the first tick")
+    sent, window = count_over(beat_redis, queue, 6)
     # One scheduler: about one message a second. Two would send about twice that.
     assert 3 <= sent <= window / INTERVAL + 1, (sent, window)
     assert "Sending due task ops-test-tick" in holder.log()
@@ -130,15 +156,15 @@ def test_two_beats_send_each_tick_once_and_fail_over(beats, redis_client):
     took_over = time.monotonic() - died
     assert took_over <= LOCK_TIMEOUT + 2 * 5 + 2  # the expiry plus up to two lock polls
     wait_for(lambda: "Sending due task ops-test-tick" in standby.log(), 10, "standby ticks")
-    sent, window = count_over(redis_client, queue, 4)
+    sent, window = count_over(beat_redis, queue, 4)
     assert 2 <= sent <= window / INTERVAL + 1, (sent, window)
 
-    ids = message_ids(redis_client, queue)
+    ids = message_ids(beat_redis, queue)
     assert len(ids) == len(set(ids))  # each message is its own tick, none re-sent
-    redis_client.delete(queue)
+    beat_redis.delete(queue)
 
 
-def test_a_clean_stop_hands_over_at_once(beats, redis_client):
+def test_a_clean_stop_hands_over_at_once(beats, beat_redis):
     first, second = beats(2)
     wait_for(lambda: first.holds_lock or second.holds_lock, 30, "a beat to take the lock")
     holder, standby = (first, second) if first.holds_lock else (second, first)
