@@ -24,18 +24,29 @@ def metadata_of(s3, service_id: str, upload_id: str) -> dict[str, str]:
     return s3.head_object(Bucket=bucket, Key=csv_upload_key(service_id, upload_id))["Metadata"]
 
 
+def wait_stored(redis_client, upload_ids: list[str], rows: int = 3) -> None:
+    """The built-in sink (on the session's worker) stores each job's valid rows a moment later:
+    wait, so no sink message of ours is left in the broker for another test."""
+    deadline = time.monotonic() + 30
+    stored = lambda: [redis_client.hlen(f"notify:notifications:{u}") for u in upload_ids]  # noqa: E731
+    while stored() != [rows] * len(upload_ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stored() == [rows] * len(upload_ids)
+
+
 def run(*args: str):
     result = invoke("backfill", "csv", *args, "--json")
     return result, (json.loads(result.stdout) if result.stdout.strip() else None)
 
 
-def test_listing_runs_unfinished_uploads_once(s3, redis_client, tmp_path):
+def test_listing_runs_unfinished_uploads_once(celery_worker, s3, redis_client, tmp_path):
     service = str(uuid.uuid4())
     todo = [upload(s3, BODY, service_id=service) for _ in range(2)]
     finished = upload(
         s3, BODY, service_id=service, metadata={**WEB_APP_METADATA, "processing_status": "finished"}
     )
-    other_service = upload(s3, BODY, service_id=str(uuid.uuid4()))
+    other_service_id = str(uuid.uuid4())
+    other_service = upload(s3, BODY, service_id=other_service_id)
     args = ["--service-id", service, "--template-type", "sms", "--placeholders", "name"]
 
     result, summary = run(*args, "--state-dir", str(tmp_path))
@@ -47,7 +58,8 @@ def test_listing_runs_unfinished_uploads_once(s3, redis_client, tmp_path):
         assert meta["processing_status"] == "finished"
         assert (meta["processing_rows_dispatched"], meta["processing_rows_invalid"]) == ("3", "1")
     assert "processing_rows_total" not in metadata_of(s3, service, finished)
-    assert other_service  # a different service is not listed at all
+    assert "processing_status" not in metadata_of(s3, other_service_id, other_service)
+    wait_stored(redis_client, todo)
 
     # A rerun finds their outcomes recorded and runs nothing.
     again, summary = run(*args, "--state-dir", str(tmp_path))
@@ -72,7 +84,9 @@ def test_dry_run_and_dates_select_without_running(s3, redis_client, tmp_path):
     assert summary["planned"] == 0
 
 
-def test_template_info_is_needed_unless_recorded_with_a_schedule(s3, redis_client, tmp_path):
+def test_template_info_is_needed_unless_recorded_with_a_schedule(
+    celery_worker, s3, redis_client, tmp_path
+):
     service = str(uuid.uuid4())
     plain = upload(s3, BODY, service_id=service)
     params = {
@@ -106,6 +120,7 @@ def test_template_info_is_needed_unless_recorded_with_a_schedule(s3, redis_clien
     assert result.exit_code == 0, result.output
     assert summary["statuses"] == {"ok": 1}
     assert metadata_of(s3, service, plain)["processing_status"] == "finished"
+    wait_stored(redis_client, [scheduled, plain])
 
 
 def test_jobs_file_enqueued_to_the_worker(celery_worker, s3, redis_client, tmp_path):
@@ -133,12 +148,7 @@ def test_jobs_file_enqueued_to_the_worker(celery_worker, s3, redis_client, tmp_p
     assert summary["statuses"] == {"ok": 2}
     for upload_id in upload_ids:
         assert metadata_of(s3, service, upload_id)["processing_status"] == "finished"
-    # The built-in sink, on the same worker, stores the valid rows a moment later.
-    deadline = time.monotonic() + 30
-    stored = lambda: [redis_client.hlen(f"notify:notifications:{u}") for u in upload_ids]  # noqa: E731
-    while stored() != [3, 3] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert stored() == [3, 3]
+    wait_stored(redis_client, upload_ids)
 
 
 def test_jobs_file_with_a_bad_line_runs_nothing(s3, redis_client, tmp_path):
