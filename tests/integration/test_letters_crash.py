@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -31,12 +32,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TIMEOUT = 60
 
 
-def send(kwargs: dict, **options):
+def private_queue() -> str:
+    """A queue only this test's prefork workers consume: the session's thread worker
+    (``celery_worker``) consumes every standard queue and would race them for the message."""
+    return f"test-letters-{uuid.uuid4().hex[:8]}"
+
+
+def send(kwargs: dict, queue: str):
     from worker.app import app
 
-    return app.send_task(
-        queues.LETTERS_MOVE_TRANSIENT, kwargs=kwargs, queue=queues.LETTERS, **options
-    )
+    return app.send_task(queues.LETTERS_MOVE_TRANSIENT, kwargs=kwargs, queue=queue)
 
 
 def wait_for(path: Path, timeout: float = TIMEOUT) -> float:
@@ -60,9 +65,10 @@ def test_pool_child_killed_between_copy_and_delete_is_redelivered_and_finishes_o
 ):
     letter = put_letter(s3)
     marker = tmp_path / "paused"
-    worker = prefork_worker(concurrency=1, queues=queues.LETTERS, **pause_env(marker))
+    queue = private_queue()
+    worker = prefork_worker(concurrency=1, queues=queue, **pause_env(marker))
 
-    result = send(letter.args())
+    result = send(letter.args(), queue)
     wait_for(marker)
     assert exists(s3, letters_bucket(), DEST_KEY)  # copied...
     assert exists(s3, transient(), letter.key)  # ...not yet deleted
@@ -92,9 +98,10 @@ def test_whole_worker_killed_between_copy_and_delete_is_redelivered_by_redis(
     visibility timeout has passed (10 s for the second worker here)."""
     letter = put_letter(s3)
     marker = tmp_path / "paused"
-    first = prefork_worker(concurrency=1, queues=queues.LETTERS, **pause_env(marker))
+    queue = private_queue()
+    first = prefork_worker(concurrency=1, queues=queue, **pause_env(marker))
 
-    result = send(letter.args())
+    result = send(letter.args(), queue)
     paused_at = wait_for(marker)
     assert exists(s3, letters_bucket(), DEST_KEY)
     first.kill()  # parent and child, SIGKILL
@@ -102,11 +109,7 @@ def test_whole_worker_killed_between_copy_and_delete_is_redelivered_by_redis(
     # A worker restores unacked messages older than its visibility timeout when it starts.
     visibility = 10
     time.sleep(max(0.0, paused_at + visibility + 1 - time.monotonic()))
-    prefork_worker(
-        concurrency=1,
-        queues=queues.LETTERS,
-        NOTIFY_VISIBILITY_TIMEOUT_SECONDS=str(visibility),
-    )
+    prefork_worker(concurrency=1, queues=queue, NOTIFY_VISIBILITY_TIMEOUT_SECONDS=str(visibility))
 
     outcome = result.get(timeout=TIMEOUT)
     assert outcome["status"] == "ok"
@@ -119,12 +122,13 @@ def test_whole_worker_killed_between_copy_and_delete_is_redelivered_by_redis(
 def test_two_pool_processes_moving_the_same_letters_at_once(prefork_worker, s3, redis_client):
     """Every letter enqueued twice at once on a two-process worker: each moved exactly once."""
     letters = [put_letter(s3) for _ in range(6)]
-    prefork_worker(concurrency=2, queues=queues.LETTERS)
+    queue = private_queue()
+    prefork_worker(concurrency=2, queues=queue)
     created = [f"2024-07-15T10:00:{i:02d}Z" for i in range(len(letters))]
     sent = []
     for letter, created_at in zip(letters, created, strict=True):
         for _ in range(2):
-            sent.append(send(letter.args(created_at=created_at)))
+            sent.append(send(letter.args(created_at=created_at), queue))
 
     outcomes = [r.get(timeout=TIMEOUT) for r in sent]
 
