@@ -594,6 +594,45 @@ def test_source_replaced_same_size_during_multipart_copy_is_never_deleted(client
     assert read(client, transient_bucket(), letter.key) == replacement
 
 
+def test_source_uploaded_in_parts_is_copied_whole_and_checked_by_head(client):
+    letter = put_letter(client)  # then replaced by a two-part upload of the same key
+    parts_body = pdf_body(1500, seed="p1") + pdf_body(1500, seed="p2")
+    upload = client.create_multipart_upload(
+        Bucket=transient_bucket(),
+        Key=letter.key,
+        Metadata=letter.metadata,
+        ServerSideEncryption="AES256",
+    )["UploadId"]
+    parts = [
+        {
+            "PartNumber": n,
+            "ETag": client.upload_part(
+                Bucket=transient_bucket(),
+                Key=letter.key,
+                UploadId=upload,
+                PartNumber=n,
+                Body=parts_body[(n - 1) * 1500 : n * 1500],
+            )["ETag"],
+        }
+        for n in (1, 2)
+    ]
+    client.complete_multipart_upload(
+        Bucket=transient_bucket(),
+        Key=letter.key,
+        UploadId=upload,
+        MultipartUpload={"Parts": parts},
+    )
+    client.log.clear()
+
+    result = move_letter(**letter.args(), client=client)
+
+    assert result["status"] == "ok"
+    assert result["multipart"] is False
+    assert ops(client) == ["HeadObject", "HeadObject", "CopyObject", "HeadObject", "DeleteObject"]
+    assert read(client, letters_bucket(), DEST_KEY) == parts_body
+    assert move_letter(**letter.args(), client=client)["already_moved"] is True
+
+
 # --- settings ----------------------------------------------------------------------------------
 
 
