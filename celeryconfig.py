@@ -9,7 +9,7 @@ Reliability choices, briefly:
 * no broker ETAs for scheduled work (see tasks/csv_batches): Redis redelivers those.
 """
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from worker import beat as _beat
 from worker import queues
@@ -62,7 +62,11 @@ worker_hijack_root_logger = False
 
 task_default_queue = queues.CSV_BATCHES
 task_create_missing_queues = True
-task_queues = [Queue(name) for name in queues.all_queues(_settings.row_sink_queue)]
+task_queues = [
+    # Each queue on its own direct exchange and routing key: publishing to one never fans out.
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in queues.all_queues(_settings.row_sink_queue)
+]
 task_routes = {name: {"queue": queue} for name, queue in queues.TASK_QUEUES.items()}
 task_routes[queues.NOTIFICATIONS_SAVE_BATCH] = {"queue": _settings.row_sink_queue}
 

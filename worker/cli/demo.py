@@ -11,50 +11,63 @@ from rich.table import Table
 
 from worker.cli.output import console
 
-COMMANDS: list = []
-
 
 @click.command("demo")
-@click.option("--keep", is_flag=True, help="Leave the stack running at the end (Ctrl-C stops).")
+@click.option("--keep", is_flag=True, help="Leave the stack up at the end (Ctrl-C stops it).")
 @click.option("--workdir", type=click.Path(path_type=Path), help="Where logs go (default: tmp).")
-def demo_command(keep: bool, workdir: Path | None) -> None:
-    """Create the buckets, start a real worker and run the workflows end to end."""
+@click.option("--concurrency", default=2, show_default=True, help="Worker processes.")
+def demo_command(keep: bool, workdir: Path | None, concurrency: int) -> None:
+    """Run every workflow end to end through a real worker, then print a summary.
+
+    S3 is an embedded moto server unless S3_ENDPOINT_URL is set; Redis is REDIS_URL, or a
+    private redis-server started for the demo when none answers.
+    """
     from storage import admin
     from worker import queues
     from worker.client import send_by_name
+    from worker.demo import Demo
     from worker.stack import local_stack
 
     workdir = workdir or Path(tempfile.mkdtemp(prefix="notify-demo-"))
-    summary = Table(title="notify-worker demo", show_edge=False)
-    summary.add_column("step")
-    summary.add_column("result")
+    started = time.monotonic()
     with local_stack(workdir) as stack:
-        console.print(f"Redis  {stack.redis_url}")
-        console.print(f"S3     {stack.s3_endpoint or 'AWS'}")
+        console.print(f"Redis   {stack.redis_url}")
+        console.print(f"S3      {stack.s3_endpoint or 'AWS (default endpoint)'}")
         names = admin.create_buckets()
-        summary.add_row("buckets created", str(len(names)))
         check = admin.check_buckets()
+        for problem in check.problems:
+            console.print(f"[red]FAIL[/] {problem}")
         if not check.ok:
-            for problem in check.problems:
-                console.print(f"[red]FAIL[/] {problem}")
             raise SystemExit(1)
-        summary.add_row("buckets checked", "all ok")
-        with console.status("starting a worker"):
-            worker = stack.start_worker(concurrency=2)
-        console.print(f"worker pid {worker.pid}, logs in {worker.log_path}")
-        started = time.monotonic()
-        result = send_by_name(queues.JOBS_RECONCILE, {}).get(timeout=60)
-        summary.add_row(
-            "reconcile round trip", f"{result['status']} in {time.monotonic() - started:.2f}s"
-        )
-        console.print(summary)
+        console.print(f"buckets {len(names)} created and checked (encryption, lifecycle, region)")
+        with console.status("starting a worker (prefork)"):
+            worker = stack.start_worker(concurrency=concurrency)
+        console.print(f"worker  pid {worker.pid}, log {worker.log_path}")
+        ping = send_by_name(queues.JOBS_RECONCILE, {}).get(timeout=60)
+        console.print(f"round trip: notify.jobs.reconcile -> {ping['status']}")
+
+        report = Demo(console).run()
+
+        table = Table(title="notify-worker demo: summary", show_lines=False)
+        table.add_column("workflow step", style="bold")
+        table.add_column("result")
+        for step, result in report.rows:
+            table.add_row(step, result)
+        console.print(table)
+        console.print(f"finished in {time.monotonic() - started:.1f}s; logs in {workdir}")
+        for problem in report.problems:
+            console.print(f"[red]problem:[/] {problem}")
         if keep:
-            console.print("stack is up; Ctrl-C to stop")
+            console.print(
+                f"stack is up (Redis {stack.redis_url}, S3 {stack.s3_endpoint}); Ctrl-C to stop"
+            )
             try:
                 while True:
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
+    if report.problems:
+        raise SystemExit(1)
 
 
-COMMANDS.append(demo_command)
+COMMANDS = [demo_command]

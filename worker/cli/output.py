@@ -8,8 +8,10 @@ from typing import Any
 
 from rich.console import Console
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Wide enough for summaries when piped (rich assumes 80 columns without a terminal).
+_WIDTH = None if sys.stdout.isatty() else 120
+console = Console(stderr=False, highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
 def print_json(value: Any) -> None:
