@@ -1,8 +1,10 @@
 """Streaming CSV reading: bytes in, header and rows out, file-level errors as ``FileError``.
 
 One object is read as a stream of lines (never the whole file): raw chunks are checked for NUL
-bytes, decoded as UTF-8 incrementally, split into lines the way the ``csv`` module expects
-(``newline=""``) and parsed by ``csv.reader``. Memory holds one chunk, one record and a short
+bytes, decoded as UTF-8 incrementally and split into lines the way the ``csv`` module expects
+(``newline=""``). A line without a quote character is one record and is split on commas (what
+``csv.reader`` would return, faster); a record with quotes goes through ``csv.reader``, which
+may pull more lines for quoted newlines. Memory holds one chunk, one record and a short
 run-length summary of trailing blank lines, whatever the file's size.
 
 The whole file has whitespace (obscure kinds included, which covers a byte-order mark) and
@@ -86,9 +88,13 @@ class CsvReader:
         self.max_rows = max_rows
         buffered = io.BufferedReader(_NulGuard(body), buffer_size=_READ_CHUNK)
         self._text = io.TextIOWrapper(buffered, encoding="utf-8", errors="strict", newline="")
-        self._consumed = 0  # bytes of the lines handed to the csv parser so far
+        self._consumed = 0  # bytes of the lines handed out so far
         self._record_start = 0  # value of _consumed when the current record began
-        self._records = csv.reader(self._lines())
+        self._line_source = self._lines()
+        # Records with a quote go through the csv module (fed from the same line source);
+        # the rest, nearly every row, are split directly: the same result, several times faster.
+        self._pushed_back: str | None = None
+        self._quoted_records = csv.reader(self._quoted_lines())
         self.rows_read = 0
         self._in_header = True
         self.header: list[str] = self._next_record("The file is empty: it has no header row.")
@@ -111,11 +117,34 @@ class CsvReader:
 
     # --- records -------------------------------------------------------------------------------
 
+    def _quoted_lines(self) -> Iterator[str]:
+        """The csv module's input: the line pushed back by the caller, then further lines."""
+        source = self._line_source
+        while True:
+            if self._pushed_back is not None:
+                line, self._pushed_back = self._pushed_back, None
+                yield line
+                continue
+            line = next(source, None)
+            if line is None:
+                return
+            yield line
+
+    def _parse_quoted(self, line: str) -> list[str]:
+        self._pushed_back = line
+        record = next(self._quoted_records, None)
+        return [] if record is None else record
+
     def _next_record(self, empty_message: str) -> list[str]:
         try:
-            record = next(self._records)
-        except StopIteration:
-            raise FileError("no_rows", empty_message) from None
+            line = next(self._line_source, None)
+            if line is None:
+                raise FileError("no_rows", empty_message)
+            if '"' in line:
+                record = self._parse_quoted(line)
+            else:
+                body = line.rstrip("\r\n")
+                record = body.split(",") if body else []
         except UnicodeDecodeError:
             raise self._not_utf8() from None
         except csv.Error as error:
@@ -124,11 +153,16 @@ class CsvReader:
         return record
 
     def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        records = self._records
         max_rows = self.max_rows
+        parse_quoted = self._parse_quoted
         row_number = 0
         try:
-            for cells in records:
+            for line in self._line_source:
+                if '"' in line:
+                    cells = parse_quoted(line)
+                else:
+                    body = line.rstrip("\r\n")
+                    cells = body.split(",") if body else []
                 self._record_start = self._consumed
                 row_number += 1
                 if len(cells) > MAX_COLUMNS:

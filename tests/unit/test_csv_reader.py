@@ -129,3 +129,27 @@ def test_too_many_columns_in_header_or_row():
     _, rows = read(",".join(["h"] * MAX_COLUMNS) + "\nx\n")
     assert len(rows) == 1
     assert error_code("h\nx\n" + "y," * MAX_COLUMNS + "y\n") == "too_many_columns"
+
+
+def test_fast_split_path_equals_the_csv_module_on_random_files():
+    """Quote-free lines are split directly; everything must equal csv.reader on the same text."""
+    import csv
+    import random
+
+    from tasks.csv_batches.reader import FILE_STRIP
+
+    rng = random.Random(3)
+    pieces = ["a", "b c", "", " ", ",", '"', '""', '"x,y"', '"multi\nline"', "é", "\t", "07700"]
+    endings = ["\n", "\r\n", "\r"]
+    for _ in range(300):
+        lines = []
+        for _ in range(rng.randrange(2, 12)):
+            cells = [rng.choice(pieces) for _ in range(rng.randrange(0, 5))]
+            lines.append(",".join(cells) + rng.choice(endings))
+        text = "".join(lines)
+        stripped = text.strip(FILE_STRIP)
+        expected = list(csv.reader(io.StringIO(stripped, newline="")))
+        if len(expected) < 2:
+            continue
+        header, rows = read(text, chunk=rng.choice([1, 5, 64]))
+        assert [header, *[cells for _, cells in rows]] == expected, repr(text)
