@@ -15,7 +15,9 @@ fraction of requests (default 10%) with one of these faults:
 * strict conditionals — (on by default) the conditions moto ignores are answered as real S3
   answers them: ``412`` for ``If-None-Match: *`` on CompleteMultipartUpload (moto answers a
   retried completion ``200``) and on CopyObject, and for a failed
-  ``x-amz-copy-source-if-match``, so no test passes only because moto is lenient;
+  ``x-amz-copy-source-if-match``, so no test passes only because moto is lenient; and
+  ListMultipartUploads gives each upload's real start time (moto says 2010-11-10 for all,
+  which makes every live upload look abandoned); ``age_upload()`` moves one into the past;
 * ``truncate``    — (not in the default mix) the response headers and half the body are sent,
   then the connection is closed: a streaming read fails mid-way.
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import re
 import socket
 import threading
 import uuid
@@ -44,6 +47,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -78,6 +82,9 @@ _ERRORS = {
     ),
 }
 _WRITE_OPERATIONS = {"PutObject", "CopyObject", "CreateMultipartUpload"}
+_UPLOAD_TIMES = ("CreateMultipartUpload", "ListMultipartUploads")
+_UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
+_INITIATED = re.compile(rb"(<UploadId>([^<]+)</UploadId>.*?<Initiated>)([^<]*)(</Initiated>)", re.S)
 
 
 def operation_name(method: str, path: str, query: str, headers: Mapping[str, str]) -> str:
@@ -196,6 +203,7 @@ class FaultProxy:
         self.strict = strict
         self.strict_refusals: Counter = Counter()
         self._upstream_client: Any = None
+        self._initiated: dict[str, datetime] = {}  # upload id -> when it was created
         self.enabled = True
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -337,6 +345,30 @@ class FaultProxy:
         except ClientError:
             return None
 
+    def age_upload(self, upload_id: str, initiated: datetime) -> None:
+        """Make ListMultipartUploads say this upload started at ``initiated``."""
+        with self._lock:
+            self._initiated[upload_id] = initiated
+
+    def _upload_times(self, operation: str, body: bytes) -> bytes:
+        """moto reports every upload as initiated on 2010-11-10; S3 reports the real time.
+        Record when each upload was created and put that time in the listings."""
+        with self._lock:
+            if operation == "CreateMultipartUpload":
+                found = _UPLOAD_ID.search(body)
+                if found:
+                    self._initiated[found.group(1).decode()] = datetime.now(UTC)
+                return body
+
+            def real_time(match: re.Match) -> bytes:
+                when = self._initiated.get(match.group(2).decode())
+                if when is None:
+                    return match.group(0)
+                stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z").encode()
+                return match.group(1) + stamp + match.group(4)
+
+            return _INITIATED.sub(real_time, body)
+
     def _count_strict(self, operation: str) -> None:
         with self._lock:
             self.strict_refusals[operation] += 1
@@ -397,7 +429,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             held.reached.set()
             held._released.wait(300)
             if held.forward:
-                self._forward(None, body=body)
+                self._forward(None, body=body, operation=operation)
             else:
                 self._drop()
             return
@@ -416,7 +448,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             else:
                 self._send_error("precondition")
         else:
-            self._forward(kind)
+            self._forward(kind, operation=operation)
 
     def _condition_fails(self, operation: str, path: str, headers: Mapping[str, str]) -> bool:
         """Real S3's answer to the conditions moto ignores (SPEC §2): If-None-Match on
@@ -488,7 +520,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         with suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _forward(self, kind: str | None, *, body: bytes | None = None) -> None:
+    def _forward(self, kind: str | None, *, body: bytes | None = None, operation: str = "") -> None:
         proxy = self.proxy
         upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=60)
         try:
@@ -515,15 +547,21 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 response.read()  # moto has done it; the client never hears
                 self._drop()
                 return
-            self._relay(response, truncate=kind == "truncate")
+            self._relay(response, truncate=kind == "truncate", operation=operation)
         except (OSError, http.client.HTTPException):
             self._drop()
         finally:
             upstream.close()
 
-    def _relay(self, response: http.client.HTTPResponse, *, truncate: bool) -> None:
+    def _relay(
+        self, response: http.client.HTTPResponse, *, truncate: bool, operation: str = ""
+    ) -> None:
         self.send_response_only(response.status, response.reason)
         length = response.getheader("Content-Length")
+        rewritten: bytes | None = None
+        if self.proxy.strict and operation in _UPLOAD_TIMES and response.status == 200:
+            rewritten = self.proxy._upload_times(operation, response.read())
+            length = str(len(rewritten))
         for name, value in response.getheaders():
             if name.lower() not in _HOP_HEADERS:
                 self.send_header(name, value)
@@ -534,6 +572,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         if no_body:
+            return
+        if rewritten is not None:
+            self.wfile.write(rewritten)
             return
         if truncate:
             half = max(int(length or 0) // 2, 1)

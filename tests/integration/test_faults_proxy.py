@@ -335,3 +335,23 @@ def test_strict_mode_honours_copy_source_if_match(s3_faults, direct):
             IfNoneMatch="*",
             ServerSideEncryption=SSE,
         )
+
+
+def test_strict_mode_lists_multipart_uploads_with_their_real_start_time(s3_faults, direct):
+    from datetime import UTC, datetime, timedelta
+
+    s3_faults.rate = 0
+    client = get_client()
+    fresh, _ = _multipart(client, "fresh")
+    old, _ = _multipart(client, "old")
+    two_days_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    s3_faults.age_upload(old, two_days_ago)
+    listed = {
+        u["UploadId"]: u["Initiated"]
+        for u in client.list_multipart_uploads(Bucket=_bucket())["Uploads"]
+    }
+    assert abs(listed[fresh] - datetime.now(UTC)) < timedelta(minutes=1)
+    assert listed[old] == two_days_ago
+    # moto itself says 2010 for every upload: what a test without the proxy would see.
+    raw = direct.list_multipart_uploads(Bucket=_bucket())["Uploads"]
+    assert {u["Initiated"].year for u in raw} == {2010}
