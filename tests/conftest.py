@@ -67,9 +67,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from contextlib import suppress
 
     if "worker.app" in sys.modules:
-        # Close the result backend's pub/sub before Redis goes, or its reconnect loop spins.
+        # Let results still pending unsubscribe while Redis is up, then close the backend's
+        # pub/sub: otherwise its reconnect loop spins for 20 s after Redis has gone.
+        import gc
+
+        gc.collect()
         with suppress(Exception):
-            sys.modules["worker.app"].app.backend.result_consumer.stop()
+            consumer = sys.modules["worker.app"].app.backend.result_consumer
+            consumer.stop()
+            consumer.cancel_for = lambda *args, **kwargs: None
     if _redis is not None:
         _redis.stop()
 

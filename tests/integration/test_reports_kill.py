@@ -21,7 +21,8 @@ from tests.reports_fixtures import (  # noqa: F401
     report_bucket,
     report_plugins,
 )
-from worker.client import NotifyClient
+from worker import queues
+from worker.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("report_plugins")]
 
@@ -36,10 +37,18 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_report_survives_its_worker_being_killed_mid_upload(prefork_worker, s3, redis_client):
-    worker = prefork_worker(concurrency=1, queues="reports")
+    # A queue only this worker consumes: the session's thread worker takes every standard queue.
+    queue = f"reports-kill-{uuid.uuid4().hex[:8]}"
+    worker = prefork_worker(concurrency=1, queues=queue)
     request = str(uuid.uuid4())
     key = f"slow_report/{request}.csv"
-    result = NotifyClient().generate_report(request, SERVICE, "slow", {"rows": 300, "delay": 0.015})
+    kwargs = {
+        "report_request_id": request,
+        "service_id": SERVICE,
+        "kind": "slow",
+        "params": {"rows": 300, "delay": 0.015},
+    }
+    result = app.send_task(queues.REPORTS_GENERATE, kwargs=kwargs, queue=queue)
     wait_for(lambda: key in pending_uploads(), 30, "the first parts to be uploaded")
     children = worker.children()
     assert children, "no pool process to kill"
