@@ -8,6 +8,7 @@ backend; ``add_to_parent=False`` keeps the job's own result from listing every b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -17,23 +18,26 @@ from typing import Any
 from celery import Celery
 
 MAX_BATCH_ROWS = 1000
+
+try:  # CPython's built-in SHA-1: less per-call overhead than OpenSSL's for 20-byte inputs
+    from _sha1 import sha1 as _sha1
+except ImportError:  # pragma: no cover - other builds
+    _sha1 = functools.partial(hashlib.sha1, usedforsecurity=False)
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def notification_id_factory(upload_id: str) -> Callable[[int], str]:
     """``row_number -> str(uuid5(UUID(upload_id), str(row_number)))``, about 3x faster.
 
-    uuid5 is SHA-1 of namespace bytes + name with the version and variant bits set; hashing
-    the namespace once and copying the hash saves most of the work per row.
+    uuid5 is SHA-1 of namespace bytes + name with the version and variant bits set; building
+    the string from the hex digest directly skips the UUID object.
     """
-    base = hashlib.sha1(uuid.UUID(upload_id).bytes, usedforsecurity=False)
-    copy = base.copy
+    prefix = uuid.UUID(upload_id).bytes
+    sha1 = _sha1
     variant = _VARIANT
 
     def notification_id(row_number: int) -> str:
-        h = copy()
-        h.update(b"%d" % row_number)
-        x = h.hexdigest()
+        x = sha1(prefix + b"%d" % row_number).hexdigest()
         # Version 5 in the 13th hex digit, RFC 4122 variant (10xx) in the 17th.
         return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}{x[17:20]}-{x[20:32]}"
 

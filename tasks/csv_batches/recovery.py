@@ -28,7 +28,7 @@ from storage.errors import NotifyError
 from storage.keys import parse_csv_upload_key, parse_timestamp
 from storage.listing import iter_objects
 from storage.objects import head_or_none
-from tasks.csv_batches import scheduling
+from tasks.csv_batches import outcome, scheduling
 from tasks.csv_batches import state as st
 from tasks.csv_batches.spec import SOURCES, JobSpec
 from worker import queues
@@ -70,6 +70,9 @@ def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -
         params = st.job_params(state)
         if not params or not st.mark_redrive(upload_id, stale):
             continue
+        if int(state.get("runs") or 0) > settings.max_redeliveries + 1:
+            _give_up(upload_id, state)  # it died every time: a poison file, say
+            continue
         try:
             spec = JobSpec.from_params(state.get("service_id", ""), upload_id, params)
         except NotifyError as error:
@@ -82,6 +85,32 @@ def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -
         logger.warning("re-drove %s job %s (silent for too long)", status, upload_id)
         sent.append(upload_id)
     return sent
+
+
+def _give_up(upload_id: str, state: dict[str, str]) -> None:
+    """Fail a job that died on every run instead of re-driving it forever."""
+    message = (
+        f"The job stopped without finishing {state.get('runs')} times (worker killed or out of "
+        "memory?); it is not re-driven again. Rows already sent stay sent."
+    )
+    logger.error("giving up on job %s: %s", upload_id, message)
+    counters = {k: int(state.get(k) or 0) for k in ("total", "dispatched", "invalid")}
+    try:
+        spec = JobSpec.from_params(state.get("service_id", ""), upload_id, st.job_params(state))
+        outcome.write_outcome(
+            spec.bucket,
+            spec.key,
+            outcome.outcome_fields(
+                st.FAILED,
+                **counters,
+                finished_at=st.now_iso(),
+                error_code="job_stalled",
+                params_json=spec.params_json(),
+            ),
+        )
+    except NotifyError as error:
+        logger.error("could not record the failure on the object: %s", error.message)
+    st.finish(upload_id, st.FAILED, {"error_code": "job_stalled", "error_message": message})
 
 
 def repair_schedule_index() -> int:

@@ -282,3 +282,22 @@ def test_pending_uploads_and_status_summary(env):
     assert pending[scheduled]["scheduled_for"] and pending[scheduled]["service_id"] == SERVICE_ID
     assert pending[running]["status"] == "running"
     assert st.status_summary() == {"running": 1, "queued": 0, "scheduled": 1, "stuck": 0}
+
+
+def test_a_job_that_dies_on_every_run_is_failed_not_redriven_forever(env, monkeypatch):
+    upload_id = upload(env, BODY)
+    spec = make_spec(upload_id)
+    fields = {"service_id": SERVICE_ID, "source": "csv-upload", "params": spec.params_json()}
+    for _ in range(5):  # NOTIFY_MAX_REDELIVERIES (3) + 2 starts, none finished
+        st.start_running(upload_id, fields)
+    st.set_sentinel()
+    now = time.time()
+    app = FakeApp()
+    with worker_settings(monkeypatch, NOTIFY_JOB_STALE_SECONDS="1"):
+        monkeypatch.setattr(time, "time", lambda: now + 5)
+        assert recovery.reconcile(app=app)["resumed"] == 0
+    assert app.sent == []
+    progress = st.read_progress(upload_id)
+    assert progress["status"] == "failed" and progress["error_code"] == "job_stalled"
+    meta = head(env, upload_id)["Metadata"]
+    assert meta["processing_status"] == "failed" and meta["processing_error_code"] == "job_stalled"
