@@ -208,6 +208,63 @@ def end_to_end(files: list[tuple[str, int, Path]], max_rows: int) -> list[dict]:
     return results
 
 
+def fairness(big_path: Path, big_rows: int) -> None:
+    """A 10-row job submitted while a big job is in flight, on one default worker (every queue,
+    concurrency 2): how long until all its rows are stored, and how far the big job had got."""
+    from storage import admin
+    from storage.client import get_client
+    from storage.config import get_settings
+    from storage.keys import csv_upload_key
+    from tasks.csv_batches.state import read_progress
+    from worker.client import NotifyClient
+    from worker.stack import local_stack
+
+    os.environ["NOTIFY_CSV_MAX_ROWS"] = str(max(big_rows, 100_000))
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    with (
+        tempfile.TemporaryDirectory(prefix="csv-fair-") as workdir,
+        local_stack(Path(workdir), embedded=True) as stack,
+    ):
+        admin.create_buckets()
+        client = get_client()
+        bucket = get_settings().bucket("csv-upload")
+        big, small = str(uuid.uuid4()), str(uuid.uuid4())
+        client.upload_file(str(big_path), bucket, csv_upload_key(SERVICE_ID, big))
+        client.put_object(
+            Bucket=bucket,
+            Key=csv_upload_key(SERVICE_ID, small),
+            Body="phone number,name\n" + "".join(f"0770090{i:04d},P{i}\n" for i in range(10)),
+            ServerSideEncryption="AES256",
+        )
+        stack.start_worker(concurrency=2)
+        notify = NotifyClient()
+
+        def send(upload_id: str, count: int) -> None:
+            notify.process_csv(
+                SERVICE_ID,
+                upload_id,
+                template_id=TEMPLATE_ID,
+                template_type="sms",
+                placeholders=["name"],
+                notification_count=count,
+            )
+
+        send(big, big_rows)
+        while (read_progress(big) or {}).get("dispatched", 0) < min(50_000, big_rows // 4):
+            time.sleep(0.05)
+        started = time.perf_counter()
+        send(small, 10)
+        while (read_progress(small) or {}).get("stored", 0) < 10:
+            time.sleep(0.02)
+        waited = time.perf_counter() - started
+        at = read_progress(big) or {}
+        print(
+            f"fairness: 10-row job stored in {waited:.2f} s while the {big_rows:,}-row job had "
+            f"{at.get('dispatched', 0):,} rows sent and {at.get('stored', 0):,} stored "
+            f"(status {at.get('status')})"
+        )
+
+
 def _e2e_line(r: dict) -> str:
     per_k = r["messages"] / max(r["dispatched"] or 1, 1) * 1000
     return (
@@ -224,7 +281,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kinds", default="sms,email")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-validation", action="store_true")
+    parser.add_argument(
+        "--fairness", type=int, metavar="ROWS", help="only the fairness check, with a big job"
+    )
     args = parser.parse_args(argv)
+    if args.fairness:
+        with tempfile.TemporaryDirectory(prefix="csv-bench-files-") as tmp:
+            path = Path(tmp) / "big.csv"
+            write_file(path, "sms", args.fairness)
+            fairness(path, args.fairness)
+        return
     sizes = [int(s) for s in args.rows.split(",")]
     kinds = args.kinds.split(",")
     load = os.getloadavg()[0]
