@@ -5,9 +5,9 @@ A policy judges each listed object in two steps:
 * ``judge(obj)`` — from what ListObjectsV2 gives (key, size, LastModified) only, no request:
   either a deletion *candidate* with its reason, or *kept* with its reason;
 * ``confirm(candidates)`` — once per batch of at most 1,000 candidates, just before they are
-  deleted: the checks that cost a call (the reference check plug-in; the CSV jobs' Redis state
-  and a HEAD of each CSV candidate). It returns, for each candidate, ``None`` (delete it) or
-  the reason it is kept after all.
+  deleted: the checks that cost a call (the reference check plug-in; the CSV jobs' Redis
+  state; a HEAD of each CSV candidate only when that state may be incomplete). It returns, for
+  each candidate, ``None`` (delete it) or the reason it is kept after all.
 
 ``refusal`` is set when the purpose must not be swept at all (protected buckets, reference-only
 buckets without a reference check): the sweep then lists nothing.
@@ -15,6 +15,8 @@ buckets without a reference check): the sweep then lists nothing.
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,8 @@ from storage.errors import ConfigurationError, InvalidInput, S3NotFound, Transie
 from storage.listing import ListedObject
 from storage.objects import ObjectInfo, head
 from tasks.cleanup.reference import ReferenceCheck, load_reference_check
+
+logger = logging.getLogger(__name__)
 
 # --- reasons (the words of the result, the audit log and the CLI) -----------------------------
 
@@ -61,8 +65,19 @@ REFERENCE_GRACE_DAYS = 1
 AUDIT_LOG_MIN_REAL_AGE = timedelta(days=1)
 CSV_HEAD_CONCURRENCY = 8
 
+VERIFY_ENV = "NOTIFY_CLEANUP_CSV_VERIFY"
+VERIFY_MODES = ("auto", "always")
+
 Verdict = tuple[bool, str]  # (delete?, reason)
 PendingSource = Callable[[], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class CsvJobState:
+    """What cleanup needs from the CSV workflow's Redis state (``tasks.csv_batches.state``)."""
+
+    pending: PendingSource  # upload ids of jobs scheduled, queued or running
+    complete: Callable[[], bool]  # False when Redis may have lost schedules not yet rebuilt
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +111,10 @@ class Policy:
 
     def describe(self) -> str:
         return self.refusal or "no rule"
+
+    def stats(self) -> dict[str, Any]:
+        """Policy-specific figures for the result (e.g. HEAD requests made)."""
+        return {}
 
 
 def _older_than(moment: datetime, reference: datetime, days: int) -> bool:
@@ -171,7 +190,7 @@ class ReferencePolicy(Policy):
     check: ReferenceCheck | None = None
     grace_days: int = REFERENCE_GRACE_DAYS
     # contact-list: a list a scheduled or running job reads is kept whatever the check says.
-    pending_source: PendingSource | None = None
+    jobs: CsvJobState | None = None
 
     def judge(self, obj: ListedObject) -> Verdict:
         if _older_than(obj.last_modified, self.as_of, self.grace_days):
@@ -180,7 +199,7 @@ class ReferencePolicy(Policy):
 
     def confirm(self, candidates: Sequence[Candidate]) -> list[str | None]:
         assert self.check is not None
-        pending = _pending_ids(self.pending_source) if self.pending_source else set()
+        pending = _pending_ids(self.jobs) if self.jobs else set()
         verdicts: list[str | None] = [
             JOB_PENDING if _upload_id(c.key) in pending else None for c in candidates
         ]
@@ -200,10 +219,10 @@ def _upload_id(key: str) -> str | None:
     return parsed.object_id.lower() if parsed else None
 
 
-def _pending_ids(source: PendingSource) -> set[str]:
+def _pending_ids(jobs: CsvJobState) -> set[str]:
     """Upload ids of the CSV jobs Redis says are scheduled, queued or running."""
     try:
-        pending = source()
+        pending = jobs.pending()
     except redis.RedisError as error:
         raise TransientError(
             f"Could not read the pending CSV jobs from Redis ({type(error).__name__}); "
@@ -220,17 +239,21 @@ class CsvUploadPolicy(Policy):
     ``judge`` uses LastModified, which is never earlier than any of those recording moments
     (the CSV workflow rewrites the object's metadata, resetting LastModified, when it records
     ``scheduled_for`` and when it writes the outcome). ``confirm`` drops the jobs Redis says are
-    pending, then HEADs the remaining candidates (one HEAD per object about to be deleted, never
-    per listed object) and applies the exact rule from the metadata, so a schedule Redis has
-    lost, or a cancelled job scheduled for later, is still honoured.
+    pending. When the CSV workflow says its Redis state may be incomplete (its sentinel is
+    missing: Redis restarted and the reconciler has not rebuilt the schedules yet), or with
+    ``verify="always"``, it also HEADs each remaining candidate — one HEAD per object about to
+    be deleted, never per listed object — and applies the exact rule from the metadata.
     """
 
     retention_days: int = 7
     overrides: Mapping[str, int] = field(default_factory=dict)
-    pending_source: PendingSource | None = None
+    jobs: CsvJobState | None = None
+    verify: str = "auto"
     bucket: str = ""
     client: Any = None
     head_concurrency: int = CSV_HEAD_CONCURRENCY
+    heads: int = 0  # HEAD requests made (for the result)
+    unverified_state: bool = False  # seen the Redis state incomplete during this run
 
     def retention_for(self, key: str) -> int:
         parsed = keyspace.parse_csv_upload_key(key)
@@ -243,23 +266,45 @@ class CsvUploadPolicy(Policy):
             return True, EXPIRED
         return False, TOO_RECENT
 
+    def _must_head(self) -> bool:
+        assert self.jobs is not None
+        if self.verify == "always":
+            return True
+        try:
+            complete = bool(self.jobs.complete())
+        except redis.RedisError as error:
+            raise TransientError(
+                f"Could not read the CSV job state from Redis ({type(error).__name__}). Will retry."
+            ) from error
+        if not complete and not self.unverified_state:
+            self.unverified_state = True
+            logger.warning(
+                "CSV job state in Redis may be incomplete (no sentinel): reading each "
+                "csv-upload candidate's metadata before deleting it"
+            )
+        return not complete
+
     def confirm(self, candidates: Sequence[Candidate]) -> list[str | None]:
-        assert self.pending_source is not None
-        pending = _pending_ids(self.pending_source)
-        verdicts: list[str | None] = []
-        to_head: list[int] = []
-        for index, candidate in enumerate(candidates):
-            if _upload_id(candidate.key) in pending:
-                verdicts.append(JOB_PENDING)
-            else:
-                verdicts.append(None)
-                to_head.append(index)
-        if to_head:
+        assert self.jobs is not None
+        pending = _pending_ids(self.jobs)
+        verdicts: list[str | None] = [
+            JOB_PENDING if _upload_id(c.key) in pending else None for c in candidates
+        ]
+        to_head = [i for i, v in enumerate(verdicts) if v is None]
+        if to_head and self._must_head():
             with ThreadPoolExecutor(max_workers=self.head_concurrency) as pool:
                 infos = list(pool.map(self._head, [candidates[i].key for i in to_head]))
+            self.heads += len(to_head)
             for index, info in zip(to_head, infos, strict=True):
                 verdicts[index] = self._verdict_from_metadata(candidates[index], info)
         return verdicts
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "head_requests": self.heads,
+            "verify": self.verify,
+            "job_state_incomplete": self.unverified_state,
+        }
 
     def _head(self, key: str) -> ObjectInfo | None:
         try:
@@ -331,19 +376,38 @@ def retention_days(bucket: BucketSpec, environ: Mapping[str, str]) -> int:
     return default
 
 
-def load_pending_source() -> PendingSource:
-    """The CSV workflow's ``pending_uploads`` API; refusing to sweep csv-upload (or
-    contact-list) without it is safer than guessing that nothing is pending."""
+def load_csv_state() -> CsvJobState:
+    """The CSV workflow's Redis state API. Refusing to sweep CSV files without it is safer
+    than guessing that nothing is pending."""
     try:
-        from tasks.csv_batches.state import pending_uploads
+        state = importlib.import_module("tasks.csv_batches.state")
     except ImportError as error:
+        raise _no_csv_state(str(error)) from None
+    pending = getattr(state, "pending_uploads", None)
+    if pending is None:
+        raise _no_csv_state("pending_uploads is missing")
+    # Without the sentinel API, treat the state as possibly incomplete: HEAD the candidates.
+    complete = getattr(state, "sentinel_present", None) or (lambda: False)
+    return CsvJobState(pending=pending, complete=complete)
+
+
+def _no_csv_state(why: str) -> ConfigurationError:
+    return ConfigurationError(
+        "Cannot sweep CSV files: the CSV job state API (tasks.csv_batches.state."
+        f"pending_uploads) is not available ({why}), so scheduled and running jobs cannot "
+        "be protected. Nothing was deleted.",
+        code="csv_state_unavailable",
+    )
+
+
+def csv_verify_mode(environ: Mapping[str, str]) -> str:
+    mode = (environ.get(VERIFY_ENV) or "auto").strip().lower()
+    if mode not in VERIFY_MODES:
         raise ConfigurationError(
-            "Cannot sweep CSV files: the CSV job state API "
-            "(tasks.csv_batches.state.pending_uploads) is not available, so scheduled and "
-            f"running jobs cannot be protected ({error}). Nothing was deleted.",
-            code="csv_state_unavailable",
-        ) from None
-    return pending_uploads
+            f"{VERIFY_ENV} must be one of {', '.join(VERIFY_MODES)}, got {mode!r}.",
+            code="invalid_csv_verify",
+        )
+    return mode
 
 
 def policy_for(
@@ -355,13 +419,13 @@ def policy_for(
     own_audit_prefix: str = "",
     environ: Mapping[str, str] | None = None,
     reference_check: ReferenceCheck | None = None,
-    pending_source: PendingSource | None = None,
+    jobs: CsvJobState | None = None,
     client: Any = None,
 ) -> Policy:
     """The policy of ``purpose`` for one run.
 
-    ``reference_check`` and ``pending_source`` default to the configured plug-in
-    (``NOTIFY_REFERENCE_CHECK``) and the CSV workflow's ``pending_uploads``.
+    ``reference_check`` and ``jobs`` default to the configured plug-in
+    (``NOTIFY_REFERENCE_CHECK``) and the CSV workflow's Redis state.
     """
     environ = os.environ if environ is None else environ
     entry = spec(purpose)
@@ -390,16 +454,15 @@ def policy_for(
                 "NOTIFY_REFERENCE_CHECK is not set: nothing is deleted."
             )
         if check is not None and purpose == "contact-list":
-            pending_source = pending_source or load_pending_source()
-        return ReferencePolicy(
-            **common, refusal=refusal, check=check, pending_source=pending_source
-        )
+            jobs = jobs or load_csv_state()
+        return ReferencePolicy(**common, refusal=refusal, check=check, jobs=jobs)
     if rule is CleanupRule.CSV_JOBS:
         return CsvUploadPolicy(
             **common,
             retention_days=retention_days(entry, environ),
             overrides=parse_retention_overrides(environ.get(OVERRIDES_ENV) or ""),
-            pending_source=pending_source or load_pending_source(),
+            jobs=jobs or load_csv_state(),
+            verify=csv_verify_mode(environ),
             bucket=bucket,
             client=client,
         )

@@ -3,7 +3,8 @@ and delete the expired ones in batches of up to 1,000 — audit log first, then 
 
 S3 requests stay at the floor: per 1,000 deleted keys, one list page, one audit-log PutObject
 and one DeleteObjects (candidates are buffered across pages, so a sparse bucket does not send
-one small delete per page). csv-upload adds one HEAD per object about to be deleted.
+one small delete per page). csv-upload adds one HEAD per object about to be deleted only while
+the CSV workflow's Redis state may be incomplete (see ``CsvUploadPolicy``).
 
 Safe to repeat or kill at any line: nothing is remembered between runs, deleting a deleted key
 succeeds, and every batch is logged before it is deleted, so a rerun re-lists and finishes.
@@ -72,6 +73,7 @@ class SweepResult:
     multipart_stale: int = 0
     multipart_aborted: int = 0
     stopped_early: bool = False
+    policy_stats: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None  # why a skipped sweep was skipped
     error_code: str | None = None
     error_message: str | None = None
@@ -101,6 +103,8 @@ class SweepResult:
             "multipart_aborted": self.multipart_aborted,
             "stopped_early": self.stopped_early,
         }
+        if self.policy_stats:
+            result["policy_stats"] = dict(self.policy_stats)
         for name in ("reason", "error_code", "error_message"):
             value = getattr(self, name)
             if value is not None:
@@ -195,6 +199,8 @@ def sweep(
         result.status = "failed"
         result.error_code = error.code
         result.error_message = error.message
+    finally:
+        result.policy_stats = policy.stats()
     _finish(result)
     return result
 

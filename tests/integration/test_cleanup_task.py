@@ -131,17 +131,34 @@ def _schedule_csv_job(days_ahead: float) -> str:
     return key
 
 
+def reconcile() -> dict:
+    return send_by_name(queues.JOBS_RECONCILE, {}).get(timeout=60)
+
+
 def test_cleanup_far_in_the_future_keeps_a_csv_scheduled_beyond_it(celery_worker, s3, redis_client):
     scheduled = _schedule_csv_job(days_ahead=3)
     orphan = put_aged("csv-upload", csv_key(), 10)  # never became a job
+    assert reconcile()["status"] == "ok"  # Redis state known complete (the CSV sentinel)
     far = datetime.now(UTC) + timedelta(days=60)
     result = sweep("csv-upload", dry_run=False, as_of=far)
     assert keys_in("csv-upload") == {scheduled}
     assert result.kept_by_reason == {"job_pending": 1}
+    assert result.policy_stats["head_requests"] == 0  # no extra request per object
     assert [line["key"] for line in audit_lines()] == [orphan]
+
     # Redis loses every notify: key; the object's metadata still protects the job.
-    lost = list(redis_client.scan_iter("notify:*"))
-    redis_client.delete(*lost)
+    redis_client.delete(*redis_client.scan_iter("notify:*"))
     again = sweep("csv-upload", dry_run=False, as_of=far)
     assert keys_in("csv-upload") == {scheduled}
     assert again.kept_by_reason == {"job_scheduled": 1}
+    assert again.policy_stats == {
+        "head_requests": 1,
+        "verify": "auto",
+        "job_state_incomplete": True,
+    }
+
+    # The reconciler rebuilds the schedule from the metadata: back to Redis alone.
+    assert reconcile()["status"] == "ok"
+    third = sweep("csv-upload", dry_run=False, as_of=far)
+    assert third.kept_by_reason == {"job_pending": 1}
+    assert third.policy_stats["head_requests"] == 0

@@ -152,10 +152,13 @@ def test_bad_retention_overrides_name_the_variable(raw):
         parse_retention_overrides(raw)
 
 
+JOBS = policies.CsvJobState(pending=dict, complete=lambda: True)
+
+
 def test_csv_policy_uses_per_service_retention():
     policy = build(
         "csv-upload",
-        pending_source=dict,
+        jobs=JOBS,
         environ={"NOTIFY_CSV_RETENTION_OVERRIDES": f"{SERVICE}=30"},
     )
     mine = f"service-{SERVICE}-notify/{UPLOAD}.csv"
@@ -174,10 +177,28 @@ def test_csv_policy_refuses_without_the_csv_state_api(monkeypatch):
     assert caught.value.code == "csv_state_unavailable"
 
 
+def test_csv_verify_mode():
+    assert build("csv-upload", jobs=JOBS).verify == "auto"
+    always = build("csv-upload", jobs=JOBS, environ={"NOTIFY_CLEANUP_CSV_VERIFY": "Always"})
+    assert always.verify == "always"
+    with pytest.raises(ConfigurationError, match="NOTIFY_CLEANUP_CSV_VERIFY"):
+        build("csv-upload", jobs=JOBS, environ={"NOTIFY_CLEANUP_CSV_VERIFY": "never"})
+
+
+def test_csv_state_without_a_sentinel_api_counts_as_incomplete(monkeypatch):
+    import types
+
+    fake = types.ModuleType("tasks.csv_batches.state")
+    fake.pending_uploads = dict
+    monkeypatch.setitem(sys.modules, "tasks.csv_batches.state", fake)
+    state = policies.load_csv_state()
+    assert state.pending() == {} and state.complete() is False
+
+
 def test_every_registry_purpose_has_a_policy():
     from storage.buckets import PURPOSES
 
     for purpose in PURPOSES:
-        policy = build(purpose, pending_source=dict)
+        policy = build(purpose, jobs=JOBS)
         assert isinstance(policy, policies.Policy)
         assert policy.describe()

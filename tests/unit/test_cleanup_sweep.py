@@ -32,11 +32,18 @@ fast_s3 = cleanup_fixtures.fast_s3
 CHECK = "tests.plugins.reference_check:check"
 
 
+class FakeJobs(dict):
+    """The CSV jobs Redis says are pending (fill in the dict), and whether that state is
+    complete (``complete = False``: Redis lost state the reconciler has not rebuilt yet)."""
+
+    complete = True
+
+
 @pytest.fixture
 def pending(monkeypatch):
-    """The CSV jobs Redis says are pending: a dict the test fills in."""
-    jobs: dict[str, dict] = {}
-    monkeypatch.setattr(policies, "load_pending_source", lambda: lambda: dict(jobs))
+    jobs = FakeJobs()
+    state = policies.CsvJobState(pending=lambda: dict(jobs), complete=lambda: jobs.complete)
+    monkeypatch.setattr(policies, "load_csv_state", lambda: state)
     return jobs
 
 
@@ -366,14 +373,18 @@ def test_csv_upload_keeps_pending_jobs_and_deletes_old_ones(fast_s3, pending):
 
 def test_csv_upload_scheduled_beyond_as_of_is_kept(fast_s3, pending):
     """Redis has lost the schedule; the metadata still says scheduled and unfinished."""
+    pending.complete = False
     later = datetime.now(UTC) + timedelta(days=5)
     key = put_aged("csv-upload", csv_key(), 2, metadata={"scheduled_for": later.isoformat()})
     result = sweep("csv-upload", dry_run=False, as_of=datetime.now(UTC) + timedelta(days=60))
     assert keys_in("csv-upload") == {key}
     assert result.kept_by_reason == {"job_scheduled": 1}
+    assert result.policy_stats["head_requests"] == 1
+    assert result.policy_stats["job_state_incomplete"] is True
 
 
-def test_csv_upload_retention_counts_from_the_latest_moment(fast_s3, pending):
+def test_csv_upload_retention_counts_from_the_latest_moment(fast_s3, pending, monkeypatch):
+    monkeypatch.setenv("NOTIFY_CLEANUP_CSV_VERIFY", "always")
     now = datetime.now(UTC)
     # Cancelled before it ran, scheduled for 5 days after it was recorded (10 days ago):
     # retention runs from scheduled_for, 5 days ago.
@@ -406,6 +417,7 @@ def test_csv_upload_retention_counts_from_the_latest_moment(fast_s3, pending):
 
 
 def test_csv_upload_unreadable_metadata_is_kept(fast_s3, pending):
+    pending.complete = False
     key = put_aged("csv-upload", csv_key(), 30, metadata={"scheduled_for": "whenever"})
     result = sweep("csv-upload", dry_run=False)
     assert keys_in("csv-upload") == {key}
@@ -423,22 +435,46 @@ def test_csv_upload_per_service_override(fast_s3, pending, monkeypatch):
     assert result.deleted == 2
 
 
-def test_csv_upload_heads_only_the_candidates(fast_s3, pending):
+def count_heads(client) -> list[str]:
+    heads: list[str] = []
+    client.meta.events.register(
+        "before-call.s3.HeadObject", lambda params, **_: heads.append(params["url_path"])
+    )
+    return heads
+
+
+def test_csv_upload_needs_no_head_while_the_job_state_is_complete(fast_s3, pending):
+    doomed = {put_aged("csv-upload", csv_key(), 10) for _ in range(3)}
+    young = put_aged("csv-upload", csv_key(), 1)
+    heads = count_heads(fast_s3)
+    try:
+        result = sweep("csv-upload", dry_run=False)
+    finally:
+        fast_s3.meta.events.unregister("before-call.s3.HeadObject")
+    assert heads == [] and result.policy_stats["head_requests"] == 0
+    assert keys_in("csv-upload") == {young}
+    assert {line["key"] for line in audit_lines()} == doomed
+
+
+def test_csv_upload_heads_only_the_candidates_when_the_state_may_be_lost(fast_s3, pending):
+    pending.complete = False
     for _ in range(5):
         put_aged("csv-upload", csv_key(), 1)
     pending_id = new_id()
     put_aged("csv-upload", csv_key(upload_id=pending_id), 10)
     pending[pending_id] = {"status": "scheduled", "scheduled_for": None}
     doomed = put_aged("csv-upload", csv_key(), 10)
-    heads: list[str] = []
-    fast_s3.meta.events.register(
-        "before-call.s3.HeadObject", lambda params, **_: heads.append(params["url_path"])
-    )
+    heads = count_heads(fast_s3)
     try:
-        sweep("csv-upload", dry_run=False)
+        result = sweep("csv-upload", dry_run=False)
     finally:
         fast_s3.meta.events.unregister("before-call.s3.HeadObject")
     assert len(heads) == 1 and heads[0].endswith(doomed.rsplit("/", 1)[1])
+    assert result.policy_stats == {
+        "head_requests": 1,
+        "verify": "auto",
+        "job_state_incomplete": True,
+    }
 
 
 def test_csv_upload_redis_failure_is_transient(fast_s3, monkeypatch):
@@ -449,7 +485,8 @@ def test_csv_upload_redis_failure_is_transient(fast_s3, monkeypatch):
     def down():
         raise redis.ConnectionError("gone")
 
-    monkeypatch.setattr(policies, "load_pending_source", lambda: down)
+    state = policies.CsvJobState(pending=down, complete=lambda: True)
+    monkeypatch.setattr(policies, "load_csv_state", lambda: state)
     key = put_aged("csv-upload", csv_key(), 30)
     with pytest.raises(TransientError):
         sweep("csv-upload", dry_run=False)
