@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from storage.errors import S3PreconditionFailed
 from storage.keys import isoformat
 from storage.objects import ObjectInfo, head, replace_metadata
 
 logger = logging.getLogger(__name__)
 
+_ATTEMPTS = 3  # HEAD + pinned copy, again if the object changed in between
 # S3 limits user metadata to 2 KB (keys and values, UTF-8 bytes).
 METADATA_LIMIT_BYTES = 2048
 # Keys we may drop (in this order) rather than fail a write that would exceed the limit.
@@ -51,9 +53,15 @@ def write_metadata(bucket: str, key: str, updates: Mapping[str, str]) -> tuple[O
 
     Returns the info read before the write and the object's new ETag.
     """
-    info = head(bucket, key)
-    new_etag = replace_metadata(info, merged_metadata(info, updates))
-    return info, new_etag
+    for attempt in range(_ATTEMPTS):
+        info = head(bucket, key)
+        try:
+            return info, replace_metadata(info, merged_metadata(info, updates))
+        except S3PreconditionFailed:
+            # Someone rewrote it between our HEAD and our copy: read it again, keep their keys.
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def outcome_fields(
@@ -88,11 +96,17 @@ def write_outcome(bucket: str, key: str, fields: Mapping[str, str]) -> tuple[dic
 
     Returns (the outcome metadata now on the object, the object's ETag).
     """
-    info = head(bucket, key)
-    if info.metadata.get("processing_status"):
-        return dict(info.metadata), info.etag
-    merged = merged_metadata(info, fields)
-    return merged, replace_metadata(info, merged)
+    for attempt in range(_ATTEMPTS):
+        info = head(bucket, key)
+        if info.metadata.get("processing_status"):
+            return dict(info.metadata), info.etag
+        merged = merged_metadata(info, fields)
+        try:
+            return merged, replace_metadata(info, merged)
+        except S3PreconditionFailed:
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def recorded_outcome(metadata: Mapping[str, str]) -> dict[str, object] | None:

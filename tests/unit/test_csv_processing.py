@@ -402,3 +402,37 @@ def test_progress_counters_are_in_one_hash(env):
     assert progress["started_at"] and progress["finished_at"] and progress["updated_at"]
     assert progress["stuck"] is False
     assert st.service_uploads(SERVICE_ID) == [upload_id]
+
+
+def test_outcome_write_reads_again_when_the_object_changed_under_it(env, monkeypatch):
+    """Real S3 refuses the pinned copy (412) if someone rewrote the object after our HEAD
+    (moto ignores CopySourceIfMatch, so the refusal is simulated): read again, keep their key."""
+    from storage import objects
+    from storage.errors import S3PreconditionFailed
+    from tasks.csv_batches import outcome
+
+    upload_id = upload(env, "phone number,name\n07700900123,Ann\n")
+    real = objects.replace_metadata
+    calls = {"n": 0}
+
+    def racing_copy(info, metadata, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            # The web app adds a key between our HEAD and our copy.
+            env.copy_object(
+                Bucket=info.bucket,
+                Key=info.key,
+                CopySource={"Bucket": info.bucket, "Key": info.key},
+                Metadata={**info.metadata, "late": "yes"},
+                MetadataDirective="REPLACE",
+                ServerSideEncryption="AES256",
+            )
+            raise S3PreconditionFailed("changed", bucket=info.bucket, key=info.key)
+        return real(info, metadata, **kw)
+
+    monkeypatch.setattr(outcome, "replace_metadata", racing_copy)
+    result = run(upload_id)
+    assert result["status"] == "ok"
+    meta = head(env, upload_id)["Metadata"]
+    assert meta["late"] == "yes" and meta["processing_status"] == "finished"
+    assert calls["n"] == 2
