@@ -11,7 +11,6 @@ if the re-run does not reproduce them (the object or the rules changed), the ite
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -163,7 +162,7 @@ def _outcomes(recorded: _Recorded, info: ObjectInfo) -> Iterator[RowOutcome]:
     except FileError as error:
         body.close()
         raise _changed(spec.upload_id, error.code) from None
-    check_row = functools.partial(layout.check_row, **spec.options)
+    check_row = spec.row_checker(layout)
     with reader:
         for row_number, cells in _rows(reader, spec.upload_id):
             total = row_number

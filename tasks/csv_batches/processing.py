@@ -17,7 +17,6 @@ Only the holder of the job's lease works on it; a second delivery returns ``skip
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import uuid
@@ -286,7 +285,7 @@ def dispatch(
         layout = ColumnLayout.from_header(
             reader.header, template_type=spec.template_type, placeholders=list(spec.placeholders)
         )
-        check_row = functools.partial(layout.check_row, **spec.options)
+        check_row = spec.row_checker(layout)
         rows: list[dict[str, Any]] = []
         row_number = 0
         for row_number, cells in reader:

@@ -7,6 +7,7 @@ re-run the validation for the ``job-outcome`` report).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,6 +132,12 @@ class JobSpec:
     @property
     def options(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in OPTION_NAMES}
+
+    def row_checker(self, layout: Any) -> Any:
+        """``layout.check_row`` with this job's options bound (only those that are true: the
+        defaults are false, and a call without keyword arguments is cheaper)."""
+        enabled = {name: True for name, value in self.options.items() if value}
+        return functools.partial(layout.check_row, **enabled) if enabled else layout.check_row
 
     def params(self) -> dict[str, Any]:
         """Everything but the ids, JSON-ready (kept in Redis and in the object's metadata)."""
