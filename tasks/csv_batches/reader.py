@@ -19,6 +19,7 @@ File-level errors raised here: ``not_utf8``, ``not_csv`` (NUL bytes, unparseable
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import string
@@ -42,11 +43,20 @@ _READ_CHUNK = 256 * 1024
 csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES + 16))
 
 
-class _NulGuard(io.RawIOBase):
-    """Raw bytes from ``body``; a NUL byte anywhere is ``not_csv`` (no database stores it)."""
+class _ByteGuard(io.RawIOBase):
+    """Raw bytes from ``body``, checked before anything parses them, with exact positions.
+
+    A NUL byte anywhere is ``not_csv`` (no downstream database stores one); bytes that are not
+    UTF-8 are ``not_utf8``. Checking here, where the file offset is known, lets both messages
+    name the line of the file, which the text layer (decoding ahead in chunks) cannot.
+    """
 
     def __init__(self, body: Any) -> None:
         self._body = body
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self._lines_before = 0  # line breaks in the bytes already passed on
+        self._ended_cr = False
+        self._held = False
 
     def readable(self) -> bool:
         return True
@@ -54,16 +64,66 @@ class _NulGuard(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self._body.read(len(buffer))
         if not data:
+            self._decode(b"", final=True)
             return 0
-        if b"\x00" in data:
+        nul = data.find(b"\x00")
+        if nul >= 0:
             raise FileError(
                 "not_csv",
-                "The file contains NUL bytes, so it is not a CSV file (is it a spreadsheet "
-                "or another binary file?). Save it as CSV and upload it again.",
+                f"The file contains NUL bytes ({_where(self._line_at(data, nul))}), so it is not "
+                "a CSV file: is it a spreadsheet or another binary file? Save it as CSV and "
+                "upload it again.",
             )
+        self._decode(data)
+        self._lines_before += self._breaks(data)
+        self._ended_cr = data.endswith(b"\r")
         n = len(data)
         buffer[:n] = data
         return n
+
+    def _decode(self, data: bytes, final: bool = False) -> None:
+        if data.isascii() and not self._held:
+            return  # ASCII is UTF-8: nothing to check (and nothing to allocate)
+        try:
+            self._decoder.decode(data, final)
+            self._held = bool(self._decoder.getstate()[0])  # a sequence cut by the chunk end
+        except UnicodeDecodeError as error:
+            # error.object may start with an incomplete sequence held from the last chunk: it
+            # holds no line break, so counting breaks before error.start stays right.
+            line = self._line_at(error.object, error.start)
+            raise FileError(
+                "not_utf8",
+                f"The file is not UTF-8 text: invalid bytes {_where(line)}. Save it as "
+                "'CSV UTF-8' and upload it again.",
+            ) from None
+
+    def _breaks(self, data: bytes) -> int:
+        """Line breaks in ``data``: "\\n", "\\r\\n" and a lone "\\r" count one each."""
+        breaks = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+        if self._ended_cr and data.startswith(b"\n"):
+            breaks -= 1  # the "\\r" ending the last chunk was half of this "\\r\\n"
+        return breaks
+
+    def _line_at(self, data: bytes, offset: int) -> int:
+        return self._lines_before + self._breaks(data[:offset]) + 1
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            super().close()
+
+
+def _where(line: int) -> str:
+    """Where a line of the file is, in the rows the job reports (row 1 follows the header).
+
+    Exact for the line; the row assumes no cell before it spans lines.
+    """
+    if line <= 1:
+        return "in the header row (line 1 of the file)"
+    return f"in row {line - 1:,} (line {line:,} of the file)"
 
 
 def _line_bytes(line: str) -> int:
@@ -86,7 +146,7 @@ class CsvReader:
 
     def __init__(self, body: BinaryIO | Any, *, max_rows: int) -> None:
         self.max_rows = max_rows
-        buffered = io.BufferedReader(_NulGuard(body), buffer_size=_READ_CHUNK)
+        buffered = io.BufferedReader(_ByteGuard(body), buffer_size=_READ_CHUNK)
         self._text = io.TextIOWrapper(buffered, encoding="utf-8", errors="strict", newline="")
         self._consumed = 0  # bytes of the lines handed out so far
         self._record_start = 0  # value of _consumed when the current record began

@@ -84,6 +84,26 @@ def test_not_utf8():
     assert error_code(b"name\nZo\xeb\n") == "not_utf8"
 
 
+def error_message(data: bytes | str, **kw) -> str:
+    with pytest.raises(FileError) as caught:
+        read(data, **kw)
+    return caught.value.message
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_not_utf8_and_nul_name_the_line_of_the_file(newline):
+    good = newline.join([b"name"] + [b"Ann"] * 5000) + newline
+    # Far beyond the first chunk: the text layer decodes ahead, the byte guard knows the line.
+    assert "in row 5,001 (line 5,002 of the file)" in error_message(
+        good + b"Ren\xe9e" + newline, chunk=4096
+    )
+    assert "in row 5,001 (line 5,002" in error_message(good + b"Ren\x00e" + newline, chunk=4096)
+    assert "in row 1 (line 2 of" in error_message(b"name" + newline + b"\xff", chunk=1)
+    assert "header row" in error_message(b"na\xffme" + newline + b"x", chunk=1)
+    # A multibyte character cut off by the end of the file.
+    assert error_code(b"name" + newline + b"Zo\xc3") == "not_utf8"
+
+
 def test_nul_bytes_are_not_csv():
     assert error_code(b"name\nab\x00c\n") == "not_csv"
     # A spreadsheet saved under a .csv name starts with a zip header full of NULs.
