@@ -120,3 +120,42 @@ def rel_workers_fixture(tmp_path: Path, moto_endpoint: str) -> Iterator[Callable
     yield start
     for handle in started:
         handle.stop()
+
+
+def fresh_s3(moto_endpoint: str) -> Any:
+    """What the rig's ``s3`` fixture does, for a module-scoped fixture: a clean moto, every
+    registry bucket, no default encryption (so the AES256 audit can catch a forgetful write).
+    Returns this process's client."""
+    import requests
+
+    from storage import admin
+    from storage.client import get_client
+    from storage.config import get_settings, reload_settings
+
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    reload_settings()
+    admin.create_buckets()
+    client = get_client()
+    for name in get_settings().bucket_names.values():
+        client.delete_bucket_encryption(Bucket=name)
+    return client
+
+
+def audit_sse(request: pytest.FixtureRequest, client: Any) -> None:
+    """The ``s3`` fixture's teardown audit (tests/conftest.py): every object carries AES256."""
+    for plugin in request.config.pluginmanager.get_plugins():
+        audit = getattr(plugin, "assert_every_object_encrypted", None)
+        if audit is not None:
+            audit(client)
+            return
+    pytest.fail("tests/conftest.py no longer has assert_every_object_encrypted")
+
+
+def wipe_notify_state() -> None:
+    """Remove every ``notify:`` key (what the ``redis_client`` fixture does per test)."""
+    from worker.redis_state import get_redis
+
+    r = get_redis()
+    keys = list(r.scan_iter("notify:*", count=1000))
+    if keys:
+        r.delete(*keys)

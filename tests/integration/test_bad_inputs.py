@@ -25,7 +25,13 @@ from storage.keys import csv_upload_key, transient_letter_key
 from tasks.csv_batches import state as st
 from tests.data.bad_inputs.corpus import CASES, WEB_APP_METADATA, Case
 from tests.poison_tasks import DIE, POISON_QUEUE, deliveries_key
-from tests.reliability_fixtures import rel_workers_fixture, wait_for  # noqa: F401
+from tests.reliability_fixtures import (  # noqa: F401
+    audit_sse,
+    fresh_s3,
+    rel_workers_fixture,
+    wait_for,
+    wipe_notify_state,
+)
 from worker import deadletter, queues
 from worker.app import app
 
@@ -153,24 +159,6 @@ def _observe(s3: Any, run: Run) -> None:
         seen["uploads"] = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
 
-def _fresh_s3(moto_endpoint: str) -> Any:
-    """What the ``s3`` fixture does, once for the module: clean moto, every registry bucket,
-    no default encryption (so the AES256 audit at the end can catch a forgetful write)."""
-    import requests
-
-    from storage import admin
-    from storage.client import get_client
-    from storage.config import reload_settings
-
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    reload_settings()
-    admin.create_buckets()
-    client = get_client()
-    for name in get_settings().bucket_names.values():
-        client.delete_bucket_encryption(Bucket=name)
-    return client
-
-
 PROTECTED_SEED = {
     "mou": ["crown.pdf", "non-crown.pdf"],
     "letter-backups": ["7f0c2a8e-3b1d-4c5e-9f6a-0b1c2d3e4f50.pdf"],
@@ -183,14 +171,10 @@ def corpus_runs(moto_endpoint, celery_worker, request) -> dict[str, Run]:
     """Every case through the real worker, once; returns the runs by case name."""
     from tests.cleanup_fixtures import seed
     from worker import base
-    from worker.redis_state import get_redis
     from worker.settings import reload_worker_settings
 
-    s3 = _fresh_s3(moto_endpoint)
-    r = get_redis()
-    stale = list(r.scan_iter("notify:*"))
-    if stale:
-        r.delete(*stale)
+    s3 = fresh_s3(moto_endpoint)
+    wipe_notify_state()
     protected = {p: seed(p, keys, 900) for p, keys in PROTECTED_SEED.items()}
     patch = pytest.MonkeyPatch()
     patch.setattr(base, "backoff_seconds", lambda retries: 0.1)
@@ -219,10 +203,7 @@ def corpus_runs(moto_endpoint, celery_worker, request) -> dict[str, Run]:
         patch.undo()
         reload_worker_settings()
     yield {run.case.name: run for run in runs}
-    for plugin in request.config.pluginmanager.get_plugins():
-        audit = getattr(plugin, "assert_every_object_encrypted", None)
-        if audit is not None:
-            audit(s3)
+    audit_sse(request, s3)
 
 
 def _check(run: Run) -> None:

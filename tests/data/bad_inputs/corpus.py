@@ -141,7 +141,7 @@ CSV_CASES = [
         CSV_TASK,
         csv_job(),
         "not_utf8",
-        ("UTF-8",),
+        ("UTF-8", "row 1 "),
         _csv(HEADER, b"07700 900123,Ren\xe9e\r\n"),
     ),
     Case(
@@ -151,11 +151,6 @@ CSV_CASES = [
         "not_utf8",
         ("UTF-8", "row 5,000"),
         _csv(HEADER, ROW * 4999, b"07700 900123,Ren\xe9e\r\n", ROW),
-        known_bug=(
-            "tasks/csv_batches/reader.py: not_utf8 says 'bad bytes after row N' where N is the "
-            "last row parsed before the 256 KiB chunk that failed to decode (4,740 for a bad "
-            "byte in row 5,000; 0 for rows 1-3): it does not say where the bad byte is."
-        ),
     ),
     Case(
         "csv: UTF-8 BOM is fine",
@@ -260,8 +255,8 @@ CSV_CASES = [
         CSV_TASK,
         csv_job(),
         "not_csv",
-        ("NUL",),
-        _csv(HEADER, b"07700 900123,Al\x00ex\r\n"),
+        ("NUL", "row 2 "),
+        _csv(HEADER, ROW, b"07700 900123,Al\x00ex\r\n"),
     ),
     Case(
         "csv: 10,000 columns",
