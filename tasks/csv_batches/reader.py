@@ -154,6 +154,7 @@ class CsvReader:
         # Records with a quote go through the csv module (fed from the same line source);
         # the rest, nearly every row, are split directly: the same result, several times faster.
         self._pushed_back: str | None = None
+        self._ran_out = False
         self._quoted_records = csv.reader(self._quoted_lines())
         self.rows_read = 0
         self._in_header = True
@@ -187,12 +188,23 @@ class CsvReader:
                 continue
             line = next(source, None)
             if line is None:
+                self._ran_out = True
                 return
             yield line
 
     def _parse_quoted(self, line: str) -> list[str]:
         self._pushed_back = line
+        self._ran_out = False
         record = next(self._quoted_records, None)
+        if self._ran_out:
+            # The record wanted more lines than the file has: a quote that never closes. The
+            # csv module would take the rest of the file as one cell and the rows would vanish.
+            where = "The header row" if self._in_header else f"Row {self.rows_read + 1:,}"
+            raise FileError(
+                "not_csv",
+                f'{where} opens a quoted cell (") that is never closed, so the rest of the file '
+                "cannot be read as rows. Check the quotes in that row.",
+            )
         return [] if record is None else record
 
     def _next_record(self, empty_message: str) -> list[str]:
@@ -268,8 +280,7 @@ class CsvReader:
         # Leading whitespace and commas: skip blank lines, then strip the first content line.
         line = readline(limit)
         while line and not line.lstrip(FILE_STRIP):
-            self._check_length(line, limit)
-            line = readline(limit)
+            line = readline(limit)  # (a blank line longer than the limit comes in pieces)
         if not line:
             return
         self._check_length(line, limit)
@@ -281,9 +292,10 @@ class CsvReader:
             line = readline(limit)
             if not line:
                 break
-            if len(line) == limit:
-                self._check_length(line, limit)
-            if line[0] in strip_set and not line.strip(FILE_STRIP):
+            # Too long: raised once the records before it are handed over, so that the error
+            # names this line's row, not the one the parser is still on.
+            too_long = len(line) >= limit and _terminator_length(line) == 0
+            if not too_long and line[0] in strip_set and not line.strip(FILE_STRIP):
                 if blanks and blanks[-1][0] == line:
                     blanks[-1][1] += 1
                     continue
@@ -304,6 +316,8 @@ class CsvReader:
                             self._check_record(blank)
                         yield blank
                 blanks = []
+            if too_long:
+                self._too_long()
             held = line
 
         # End of file: trailing blank lines vanish, the last content line loses its tail.

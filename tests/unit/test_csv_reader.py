@@ -171,5 +171,50 @@ def test_fast_split_path_equals_the_csv_module_on_random_files():
         expected = list(csv.reader(io.StringIO(stripped, newline="")))
         if len(expected) < 2:
             continue
+        if _ends_inside_quotes(stripped):
+            # csv.reader would swallow the rest of the file into one cell; we refuse it.
+            assert error_code(text) == "not_csv", repr(text)
+            continue
         header, rows = read(text, chunk=rng.choice([1, 5, 64]))
         assert [header, *[cells for _, cells in rows]] == expected, repr(text)
+
+
+def _ends_inside_quotes(text: str) -> bool:
+    """The csv module's default dialect, reduced to: is a quoted field still open at the end?"""
+    in_quotes, at_field_start = False, True
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if in_quotes:
+            if c == '"':
+                if text[i + 1 : i + 2] == '"':
+                    i += 1
+                else:
+                    in_quotes = False
+        elif c == '"' and at_field_start:
+            in_quotes = True
+        at_field_start = not in_quotes and c in ",\r\n"
+        i += 1
+    return in_quotes
+
+
+def test_an_unterminated_quote_is_not_csv_naming_its_row():
+    message = error_message('h,name\n1,a\n2,"never closed\n3,c\n4,d\n')
+    assert "Row 2 opens a quoted cell" in message
+    assert error_code('h\n"never closed') == "not_csv"
+    assert "header row" in error_message('"h\nx\n')
+    # A quoted cell that closes on the last line, with or without a final newline, is fine.
+    assert read('h\n"a\nb"')[1] == [(1, ["a\nb"])]
+    assert read('h\n"a\nb"\n\n')[1] == [(1, ["a\nb"])]
+
+
+@pytest.mark.parametrize("row", [1, 3])
+def test_line_too_long_names_the_row_it_is_in(row):
+    rows = ["x"] * (row - 1) + ["a" * (MAX_RECORD_BYTES + 10), "y"]
+    message = error_message("h\n" + "\n".join(rows) + "\n", chunk=65536)
+    assert message == f"Row {row} is longer than 1 MiB."
+
+
+def test_a_long_blank_start_is_stripped_not_too_long():
+    _, rows = read(" " * (MAX_RECORD_BYTES + 10) + "h\nx\n", chunk=65536)
+    assert rows == [(1, ["x"])]
