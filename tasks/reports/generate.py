@@ -18,6 +18,7 @@ it, the repeat finds the report in step 2 and, if step 6 never happened, counts 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from worker.settings import get_worker_settings
 logger = logging.getLogger(__name__)
 
 REPORT_BUCKET = "report-downloads"
+RUN_TOKEN = "run_token"  # noqa: S105 - a metadata key, not a secret
 
 
 def generate_report(
@@ -67,11 +69,15 @@ def generate_report(
         abort_stale_uploads(bucket, key, timedelta(seconds=get_worker_settings().task_time_limit))
         header, rows = found.source(service_id, checked)
         tags = {EXPIRY_TAG: str(settings.expiry_days)}
+        # The run's own token: if the answer to our completion is lost, botocore retries it
+        # and the retry's If-None-Match is refused by our own object; the token tells us so.
+        run_token = uuid.uuid4().hex
         metadata = {
             "kind": found.name,
             "generated_at": isoformat(datetime.now(UTC)),
             "service_id": service_id,
             "report_request_id": report_request_id,
+            RUN_TOKEN: run_token,
         }
         try:
             written = write_csv(
@@ -92,6 +98,8 @@ def generate_report(
                 raise TransientError(
                     f"Another run is writing {key}; will retry.", code="report_conflict"
                 ) from None
+            if winner.metadata.get(RUN_TOKEN) == run_token:
+                return _ours_after_lost_answer(winner, found.name, report_request_id)
             return _finished(winner, service_id, found.name, "written_by_another_run")
         finally:
             close = getattr(rows, "close", None)
@@ -115,6 +123,21 @@ def generate_report(
             "rows": written.rows,
             "size_bytes": written.size_bytes,
         }
+
+
+def _ours_after_lost_answer(info: ObjectInfo, kind: str, report_request_id: str) -> dict[str, Any]:
+    """Our completion went through but its answer was lost: the report is ours and whole."""
+    rows = existing_row_count(info)  # counts and tags it: the tagging step never ran
+    logger.info("report written (completion answer was lost): %s rows=%s", info.key, rows)
+    return {
+        "status": "ok",
+        "kind": kind,
+        "report_request_id": report_request_id,
+        "bucket": info.bucket,
+        "key": info.key,
+        "rows": rows,
+        "size_bytes": info.size,
+    }
 
 
 def _finished(info: ObjectInfo, service_id: str, kind: str, reason: str) -> dict[str, Any]:
