@@ -316,7 +316,9 @@ class _Run:
             )
         return outcome.deleted
 
-    def _report(self, batch: list[Candidate] | None = None, deleted: list[str] | None = None):
+    def _report(
+        self, batch: list[Candidate] | None = None, deleted: list[str] | None = None
+    ) -> None:
         if self.progress is None:
             return
         r = self.result

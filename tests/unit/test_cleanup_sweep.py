@@ -19,7 +19,6 @@ from tests.cleanup_fixtures import (
     csv_key,
     keys_in,
     new_id,
-    put,
     put_aged,
     seed,
 )
@@ -491,8 +490,3 @@ def test_csv_upload_redis_failure_is_transient(fast_s3, monkeypatch):
     with pytest.raises(TransientError):
         sweep("csv-upload", dry_run=False)
     assert keys_in("csv-upload") == {key}
-
-
-def test_put_helper_sanity(fast_s3):
-    put("transient-letters", "k")
-    assert keys_in("transient-letters") == {"k"}
