@@ -186,12 +186,6 @@ CSV_CASES = [
         "not_csv",
         ("row 1",),
         _csv(HEADER, b'07700 900123,"never closed\r\n', ROW * 3),
-        known_bug=(
-            "tasks/csv_batches/reader.py: an unterminated quote is accepted: csv.reader (not "
-            "strict) reads the rest of the file into one cell, so the job 'finishes' with 1 row "
-            "and the other rows vanish without an error. Expected not_csv naming the row where "
-            "the quote opens (csv.reader(strict=True), or check the record at end of file)."
-        ),
     ),
     Case(
         "csv: a 1 MiB cell",
@@ -201,12 +195,6 @@ CSV_CASES = [
         ("1 MiB", "row 1 is"),
         _huge_cell,
         not_in_message=("header",),
-        known_bug=(
-            "tasks/csv_batches/reader.py: line_too_long names the record before the long one "
-            "('The header row' for row 1, 'Row 2' for row 3): the line source reads one line "
-            "ahead (holding back possible trailing blank lines) and checks its length while "
-            "rows_read / _in_header still describe the previous record."
-        ),
     ),
     Case(
         "csv: a 1 MiB cell in row 3",
@@ -215,7 +203,6 @@ CSV_CASES = [
         "line_too_long",
         ("1 MiB", "row 3 is"),
         lambda: HEADER + ROW * 2 + _huge_cell()[len(HEADER) :],
-        known_bug="tasks/csv_batches/reader.py: line_too_long says 'Row 2' (see 'a 1 MiB cell').",
     ),
     Case(
         "csv: a 1 MiB header",
