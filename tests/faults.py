@@ -590,6 +590,24 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
 
+@contextmanager
+def task_retries() -> Iterator[Counter]:
+    """Count the task-level retries (``NotifyTask`` retrying a transient error) made in this
+    process, by task name: what botocore's own retries did not absorb."""
+    from celery import signals
+
+    counts: Counter = Counter()
+
+    def on_retry(sender: Any = None, **_: Any) -> None:
+        counts[getattr(sender, "name", "?")] += 1
+
+    signals.task_retry.connect(on_retry, weak=False)
+    try:
+        yield counts
+    finally:
+        signals.task_retry.disconnect(on_retry)
+
+
 # --- pytest fixtures (import them explicitly into a test module) ---------------------------------
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from storage.keys import isoformat
 from tests.cleanup_fixtures import SERVICE, age, audit_lines, keys_in, put, seed, wipe_buckets
-from tests.faults import fault_proxy_fixture, s3_faults_fixture  # noqa: F401
+from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
 from tests.plugins import reference_check
 from worker import queues
 from worker.app import app
@@ -132,8 +132,14 @@ def test_sweeps_under_faults_delete_what_a_clean_sweep_deletes(
     assert len(clean["audited"]) == sum(deleted.values())
     s3_faults.reset_counters()
 
-    faulted = _run_all(s3_faults)
-    logger.warning("cleanup under faults: %s %s", s3_faults.summary(), s3_faults.stats())
+    with task_retries() as retried:
+        faulted = _run_all(s3_faults)
+    logger.warning(
+        "cleanup under faults: %s; task retries %s; %s",
+        s3_faults.summary(),
+        dict(retried),
+        s3_faults.stats(),
+    )
     for purpose in PURPOSES:
         assert faulted["results"][purpose] == clean["results"][purpose], purpose
     assert faulted["left"] == clean["left"]
@@ -146,8 +152,14 @@ def test_sweeps_under_faults_delete_what_a_clean_sweep_deletes(
     s3_faults.reset_counters()
     s3_faults.rate, s3_faults.kinds = 0.5, ("drop_after",)
     s3_faults.operations = {"DeleteObjects", "PutObject"}
-    lost = _run_all(s3_faults)
-    logger.warning("cleanup with lost answers: %s %s", s3_faults.summary(), s3_faults.stats())
+    with task_retries() as retried:
+        lost = _run_all(s3_faults)
+    logger.warning(
+        "cleanup with lost answers: %s; task retries %s; %s",
+        s3_faults.summary(),
+        dict(retried),
+        s3_faults.stats(),
+    )
     assert lost == clean
     assert s3_faults.stats()["DeleteObjects"]["faults"]["drop_after"] >= 2
     # Protected buckets: not even a delete was attempted.

@@ -17,7 +17,7 @@ from storage.config import get_settings
 from storage.keys import csv_upload_key
 from tasks.csv_batches import state as st
 from tests.csv_fixtures import SERVICE_ID, WEB_APP_METADATA, csv_text, job_kwargs, sms_rows, upload
-from tests.faults import fault_proxy_fixture, s3_faults_fixture  # noqa: F401
+from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
 from tests.reliability_fixtures import wait_for
 from worker import queues
 from worker.app import app
@@ -121,8 +121,14 @@ def test_csv_jobs_under_faults_end_as_in_a_clean_run(s3_faults, s3, celery_worke
     assert clean["header-only"]["result"]["error_code"] == "no_rows"
     s3_faults.reset_counters()
 
-    faulted = _run_all(s3, redis_client)
-    logger.warning("CSV under faults: %s", s3_faults.summary())
+    with task_retries() as retried:
+        faulted = _run_all(s3, redis_client)
+    logger.warning(
+        "CSV under faults: %s; task retries %s; %s",
+        s3_faults.summary(),
+        dict(retried),
+        s3_faults.stats(),
+    )
     for name in clean:
         assert faulted[name] == clean[name], name
     kinds = s3_faults.faults_by_kind()

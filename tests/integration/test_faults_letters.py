@@ -18,7 +18,7 @@ import pytest
 
 from storage.config import get_settings
 from tests.cleanup_fixtures import wipe_buckets
-from tests.faults import fault_proxy_fixture, s3_faults_fixture  # noqa: F401
+from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
 from tests.letters_fixtures import pdf_body, put_letter
 from worker import queues
 from worker.app import app
@@ -107,8 +107,14 @@ def test_letters_under_faults_are_moved_exactly_once_as_in_a_clean_run(
     assert len(clean["transient"]) == LETTER_COUNT // 10  # the invalid ones stay
     s3_faults.reset_counters()
 
-    faulted = _run_all(s3)
-    logger.warning("letters under faults: %s %s", s3_faults.summary(), s3_faults.stats())
+    with task_retries() as retried:
+        faulted = _run_all(s3)
+    logger.warning(
+        "letters under faults: %s; task retries %s; %s",
+        s3_faults.summary(),
+        dict(retried),
+        s3_faults.stats(),
+    )
     for i, (want, got) in enumerate(zip(clean["results"], faulted["results"], strict=True)):
         assert got == want, i
     assert faulted["letters-pdf"] == clean["letters-pdf"]
@@ -122,8 +128,14 @@ def test_letters_under_faults_are_moved_exactly_once_as_in_a_clean_run(
     s3_faults.reset_counters()
     s3_faults.rate, s3_faults.kinds = 0.5, ("drop_after",)
     s3_faults.operations = {"CopyObject", "DeleteObject"}
-    lost = _run_all(s3)
-    logger.warning("letters with lost answers: %s %s", s3_faults.summary(), s3_faults.stats())
+    with task_retries() as retried:
+        lost = _run_all(s3)
+    logger.warning(
+        "letters with lost answers: %s; task retries %s; %s",
+        s3_faults.summary(),
+        dict(retried),
+        s3_faults.stats(),
+    )
     assert lost == clean
     stats = s3_faults.stats()
     assert stats["DeleteObject"]["faults"]["drop_after"] >= 5

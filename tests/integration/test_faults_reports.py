@@ -16,7 +16,7 @@ import pytest
 
 from storage.config import get_settings
 from tests.csv_fixtures import WEB_APP_METADATA, csv_text, sms_rows
-from tests.faults import fault_proxy_fixture, s3_faults_fixture  # noqa: F401
+from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
 from tests.reports_fixtures import SERVICE, report_plugins  # noqa: F401
 from worker import queues
 from worker.app import app
@@ -113,8 +113,14 @@ def test_reports_under_faults_are_written_as_in_a_clean_run(
     assert clean[0]["result"]["rows"] == 1500
     s3_faults.reset_counters()
 
-    faulted = _run_all(s3)
-    logger.warning("reports under faults: %s %s", s3_faults.summary(), s3_faults.stats())
+    with task_retries() as retried:
+        faulted = _run_all(s3)
+    logger.warning(
+        "reports under faults: %s; task retries %s; %s",
+        s3_faults.summary(),
+        dict(retried),
+        s3_faults.stats(),
+    )
     _compare(clean, faulted)
     assert set(s3_faults.faults_by_kind()) == {"slowdown", "internal", "drop_before", "drop_after"}
     assert s3_faults.stats()["UploadPart"]["faults"]
