@@ -19,9 +19,11 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 
@@ -133,6 +135,18 @@ def _where(bucket: str | None, key: str | None) -> str:
     return "S3"
 
 
+# Network failures. The last two: the connection broke while a response body was being read,
+# which botocore cannot retry (the body was already handed over); the whole step can be.
+_CONNECTION_ERRORS = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
+
+
 def translate(
     exc: BaseException, *, bucket: str | None = None, key: str | None = None
 ) -> Exception:
@@ -146,10 +160,7 @@ def translate(
             bucket=bucket,
             key=key,
         )
-    if isinstance(
-        exc,
-        EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError,
-    ):
+    if isinstance(exc, _CONNECTION_ERRORS):
         return S3Transient(
             f"Could not reach {where} ({type(exc).__name__}). Will retry; if it persists check "
             "S3_ENDPOINT_URL, AWS_REGION and the network.",

@@ -252,12 +252,13 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def force(self, operation: str, kind: str, times: int = 1) -> None:
-        """The next ``times`` requests of ``operation`` get ``kind`` (even when disabled)."""
+    def force(self, operation: str, kind: str, times: int = 1, *, skip: int = 0) -> None:
+        """After ``skip`` requests of ``operation`` go through untouched, the next ``times`` get
+        ``kind`` (even when random faults are off)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
-            self._forced[operation].extend([kind] * times)
+            self._forced[operation].extend([""] * skip + [kind] * times)
 
     def hold(self, operation: str, path_contains: str = "", *, skip: int = 0) -> Hold:
         """Hold the next matching request (after ``skip`` matches) until released."""
@@ -389,7 +390,7 @@ class FaultProxy:
                     self.unencrypted_writes.append(f"{operation} {path}")
             kind: str | None = None
             if self._forced.get(operation):
-                kind = self._forced[operation].popleft()
+                kind = self._forced[operation].popleft() or None  # "": a skipped request
             elif (
                 self.enabled
                 and (self.operations is None or operation in self.operations)

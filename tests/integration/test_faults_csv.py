@@ -140,3 +140,26 @@ def test_csv_jobs_under_faults_end_as_in_a_clean_run(s3_faults, s3, celery_worke
         assert outcome["rows_stored_once"], name
         for key, value in WEB_APP_METADATA.items():
             assert outcome["metadata"][key] == value, (name, key)
+
+
+def test_a_csv_stream_cut_mid_dispatch_resumes_and_stores_each_row_once(
+    s3_faults, s3, celery_worker, redis_client
+):
+    """The dispatch pass's GetObject is cut half-way (headers and half the body sent, then the
+    connection closed): botocore cannot retry a body read, so the task retries, and the job
+    resumes after its checkpoint. Every valid row is stored, once; the outcome is a clean one."""
+    s3_faults.rate = 0
+    rows, bad_every = 30_000, 40
+    upload_id = upload(s3, csv_text(["phone number", "name"], sms_rows(rows, bad_every=bad_every)))
+    s3_faults.force("GetObject", "truncate", skip=1)  # the scan reads whole; dispatch is cut
+    with task_retries() as retried:
+        result = app.send_task(queues.CSV_PROCESS_BATCH, kwargs=job_kwargs(upload_id)).get(120)
+    valid = rows - rows // bad_every
+    assert result["status"] == "ok", result
+    assert (result["rows_total"], result["rows_dispatched"]) == (rows, valid)
+    assert dict(retried) == {queues.CSV_PROCESS_BATCH: 1}
+    assert s3_faults.stats()["GetObject"]["faults"] == {"truncate": 1}
+    wait_for(lambda: st.read_progress(upload_id)["stored"] >= valid, 60, what="rows stored")
+    stored = redis_client.hgetall(st.notifications_key(upload_id))
+    assert len(stored) == valid == st.read_progress(upload_id)["stored"]
+    assert st.read_job(upload_id)["runs"] == "2"  # it did resume, not start again

@@ -140,3 +140,23 @@ def test_letters_under_faults_are_moved_exactly_once_as_in_a_clean_run(
     stats = s3_faults.stats()
     assert stats["DeleteObject"]["faults"]["drop_after"] >= 5
     assert stats["CopyObject"]["faults"]["drop_after"] >= 5
+
+
+def test_a_burst_longer_than_botocores_retries_is_absorbed_by_the_task_retry(
+    s3_faults, s3, celery_worker, redis_client
+):
+    """Six 503s in a row exhaust botocore (max_attempts 5 = 6 tries); the task itself retries
+    with backoff (``NotifyTask``) and the letter is moved once."""
+    s3_faults.rate = 0
+    letter = _letters()[0]
+    put_letter(s3, service_id=letter["service_id"], upload_id=letter["upload_id"])
+    s3_faults.force("HeadObject", "slowdown", times=6)
+    kwargs = {k: v for k, v in letter.items() if k != "status"}
+    with task_retries() as retried:
+        result = app.send_task(
+            queues.LETTERS_MOVE_TRANSIENT, kwargs=kwargs, queue=queues.LETTERS
+        ).get(timeout=60)
+    assert result["status"] == "ok", result
+    assert dict(retried) == {queues.LETTERS_MOVE_TRANSIENT: 1}
+    assert s3_faults.stats()["HeadObject"]["faults"] == {"slowdown": 6}
+    assert len(_snapshot(s3, get_settings().bucket("letters-pdf"))) == 1
