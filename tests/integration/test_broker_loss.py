@@ -26,7 +26,7 @@ from worker.settings import get_worker_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROWS, BAD_EVERY = 40_000, 50
+ROWS, BAD_EVERY = 60_000, 50  # big enough to be caught mid-dispatch on a quiet machine
 VALID = ROWS - ROWS // BAD_EVERY
 STALE = 2
 WORKER_ENV = {
