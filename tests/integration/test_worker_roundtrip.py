@@ -22,9 +22,21 @@ def test_reconcile_round_trip_through_thread_worker(celery_worker, s3, redis_cli
 def test_enqueue_wait_through_prefork_worker(prefork_worker, s3, redis_client):
     prefork_worker(concurrency=1)
     out = subprocess.run(
-        [sys.executable, "-m", "worker", "enqueue", "notify.jobs.reconcile", "{}", "--wait",
-         "--timeout", "60"],
-        capture_output=True, text=True, timeout=90, check=False,
+        [
+            sys.executable,
+            "-m",
+            "worker",
+            "enqueue",
+            "notify.jobs.reconcile",
+            "{}",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["status"] == "ok"
