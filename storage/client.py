@@ -25,7 +25,8 @@ def client_config(settings: StorageSettings) -> Config:
     """The botocore config every client uses; public so tests can assert on it."""
     options: dict[str, Any] = {
         "region_name": settings.region,
-        "retries": {"mode": "standard", "max_attempts": settings.max_attempts},
+        # total_max_attempts counts the first try (botocore's max_attempts counts retries only).
+        "retries": {"mode": "standard", "total_max_attempts": settings.max_attempts},
         "connect_timeout": settings.connect_timeout,
         "read_timeout": settings.read_timeout,
         "max_pool_connections": settings.max_pool_connections,

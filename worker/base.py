@@ -83,7 +83,9 @@ class NotifyTask(Task):
             except Retry:
                 raise
             except SoftTimeLimitExceeded:
-                logger.error("time limit reached; the job will resume from its checkpoint")
+                # Acknowledged, not redelivered: CSV jobs are resumed from their checkpoint by
+                # the reconciler; other tasks are safe to send again (see docs/operations.md).
+                logger.error("soft time limit reached; the task stops here")
                 raise
             except BaseException as raw:
                 exc = classify(raw)

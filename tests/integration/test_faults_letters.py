@@ -145,7 +145,7 @@ def test_letters_under_faults_are_moved_exactly_once_as_in_a_clean_run(
 def test_a_burst_longer_than_botocores_retries_is_absorbed_by_the_task_retry(
     s3_faults, s3, celery_worker, redis_client
 ):
-    """Six 503s in a row exhaust botocore (max_attempts 5 = 6 tries); the task itself retries
+    """Six 503s in a row exhaust botocore (5 tries in all); the task itself retries
     with backoff (``NotifyTask``) and the letter is moved once."""
     s3_faults.rate = 0
     letter = _letters()[0]

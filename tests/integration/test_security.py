@@ -576,14 +576,6 @@ def test_workers_need_nothing_the_iam_policy_does_not_grant(every_workflow):
         assert (action, resource) in granted, f"{operation} on {bucket_name} needs {action}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "LEAK (worker/cli/demo.py): `notify-worker demo` prints `Redis   {stack.redis_url}` "
-        "(and again with --keep) unsanitised, so a password in REDIS_URL is shown on the "
-        "console. Fix: print celery.utils.maybe_sanitize_url(stack.redis_url) (as `status` does)."
-    ),
-)
 def test_demo_does_not_print_the_redis_password(redis_client):
     """The demo's first lines, on a Redis that needs a password (S3 unreachable, so the demo
     stops right after them)."""

@@ -13,7 +13,7 @@ def test_config_without_endpoint():
     settings = StorageSettings.from_env({"AWS_REGION": "eu-west-2", "NOTIFY_S3_MAX_POOL": "32"})
     config = client_config(settings)
     assert config.region_name == "eu-west-2"
-    assert config.retries == {"mode": "standard", "max_attempts": 5}
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
     assert config.max_pool_connections == 32
     assert config.connect_timeout == 5 and config.read_timeout == 30
     # Real S3: botocore's default checksum behaviour stays.

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+from kombu.utils.url import maybe_sanitize_url
 from rich.table import Table
 
 from worker.cli.output import console
@@ -31,7 +32,7 @@ def demo_command(keep: bool, workdir: Path | None, concurrency: int) -> None:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="notify-demo-"))
     started = time.monotonic()
     with local_stack(workdir) as stack:
-        console.print(f"Redis   {stack.redis_url}")
+        console.print(f"Redis   {maybe_sanitize_url(stack.redis_url)}")
         console.print(f"S3      {stack.s3_endpoint or 'AWS (default endpoint)'}")
         names = admin.create_buckets()
         check = admin.check_buckets()
