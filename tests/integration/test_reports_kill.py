@@ -1,7 +1,7 @@
 """A report's worker process is SIGKILLed mid-upload; the redelivered task finishes the report.
 
 Real prefork worker (acks late, reject on worker lost): the message comes back, the second run
-finds no object, aborts the dead run's multipart upload and writes the whole report once.
+finds no object and writes the whole report once.
 """
 
 from __future__ import annotations
@@ -62,5 +62,8 @@ def test_report_survives_its_worker_being_killed_mid_upload(prefork_worker, s3, 
     assert len(records) == 301
     assert [int(r[0]) for r in records[1:]] == list(range(1, 301))
     assert get_tags(report_bucket(), key)["row-count"] == "300"
-    assert pending_uploads() == []
+    # The dead run's upload: moto dates every upload 2010, so the rerun aborts it here; on S3
+    # it is younger than the time limit and stays for the cleanup's 1-day abort (that path is
+    # tested against real start times in test_crash_reports.py). Never more than that one.
+    assert len(pending_uploads()) <= 1
     assert "WorkerLostError" in worker.log() or "SIGKILL" in worker.log()
