@@ -17,7 +17,7 @@ from typing import Any
 
 from celery.schedules import crontab
 
-from storage.buckets import REGISTRY, CleanupRule
+from storage.buckets import REGISTRY
 from storage.config import env_int
 from worker import queues
 
@@ -38,8 +38,9 @@ def lock_timeout(environ: Mapping[str, str] | None = None) -> int:
 
 
 def cleanup_purposes() -> list[str]:
-    """Purposes the nightly cleanup sweeps (never the protected ones)."""
-    return [p for p, spec in REGISTRY.items() if spec.cleanup is not CleanupRule.PROTECTED]
+    """Purposes the nightly cleanup visits: every one. A protected purpose's sweep deletes no
+    object (the sweep refuses it first); it only aborts stale incomplete multipart uploads."""
+    return list(REGISTRY)
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:

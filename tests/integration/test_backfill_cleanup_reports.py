@@ -34,7 +34,7 @@ def old_letters(count: int) -> set[str]:
 def test_cleanup_dry_run_lists_every_swept_purpose(tmp_path):
     result, summary = run("cleanup", "--dry-run", "--state-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
-    assert summary["planned"] == len(cleanup_purposes()) == 7
+    assert summary["planned"] == len(cleanup_purposes()) == 10
 
 
 def test_cleanup_sweeps_report_then_execute_deletes(s3, redis_client, tmp_path):

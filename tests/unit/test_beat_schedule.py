@@ -45,11 +45,12 @@ def test_letters_sweep_hourly(schedule):
     assert cron.hour == set(range(24)) and len(cron.minute) == 1
 
 
-def test_cleanup_nightly_staggered_per_unprotected_purpose(schedule):
+def test_cleanup_nightly_staggered_per_purpose(schedule):
+    """Every purpose, protected ones included: their sweep deletes no object but aborts stale
+    multipart uploads (tests/unit/test_cleanup_sweep.py proves the refusal)."""
     cleanup = {n: e for n, e in schedule.items() if e["task"] == queues.CLEANUP_SWEEP}
     purposes = [e["kwargs"]["bucket"] for e in cleanup.values()]
-    assert sorted(purposes) == sorted(p for p, s in REGISTRY.items() if not s.protected)
-    assert not {"mou", "letter-backups", "letters-pdf"} & set(purposes)
+    assert sorted(purposes) == sorted(REGISTRY)
     moments = set()
     for entry in cleanup.values():
         assert entry["kwargs"]["dry_run"] is False  # beat deletes; the task defaults to a dry run
