@@ -102,3 +102,20 @@ def test_worker_refuses_to_start_without_bucket_variables(tmp_path):
     with pytest.raises(RuntimeError) as caught:
         start_worker_process(env, tmp_path / "w.log", concurrency=1, ready_timeout=60)
     assert "S3_BUCKET_CSV_UPLOAD" in str(caught.value)
+
+
+def test_check_without_credentials_says_how_to_fix_it(fresh_server):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ACCESS_KEY")}
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "worker", "buckets", "check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "No AWS credentials" in out.stdout
+    assert "IAM role" in out.stdout
+    assert out.stdout.count("No AWS credentials") == 1  # said once, not per bucket
