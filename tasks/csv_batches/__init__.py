@@ -1,1 +1,1 @@
-"""CSV batches workflow."""
+"""The CSV batches workflow (SPEC §4): validate, fan out, schedule, recover."""
