@@ -11,11 +11,11 @@ run with ``reference_check_failed`` before anything of that batch is deleted.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from storage.errors import ConfigurationError, NotifyError
+from storage.errors import NotifyError
+from worker.plugins import load_callable
 
 ENV = "NOTIFY_REFERENCE_CHECK"
 MAX_KEYS_PER_CALL = 1000
@@ -64,23 +64,5 @@ def load_reference_check(environ: Mapping[str, str] | None = None) -> ReferenceC
     path = (environ.get(ENV) or "").strip()
     if not path:
         return None
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigurationError(
-            f"{ENV} must be a dotted path like 'package.module:function', got {path!r}.",
-            code="invalid_reference_check",
-        )
-    try:
-        target: object = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as error:
-        raise ConfigurationError(
-            f"{ENV}={path!r} cannot be loaded ({type(error).__name__}: {error}).",
-            code="invalid_reference_check",
-        ) from None
-    if not callable(target):
-        raise ConfigurationError(f"{ENV}={path!r} is not callable.", code="invalid_reference_check")
-    return ReferenceCheck(target, path)  # type: ignore[arg-type]
+    target = load_callable(path, setting=ENV, code="invalid_reference_check")
+    return ReferenceCheck(target, path)

@@ -13,7 +13,6 @@ runs before any S3 call. See docs/reports.md for the whole interface.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +24,7 @@ from storage.keys import require_kind
 from tasks.reports.config import report_settings
 from tasks.reports.params import require_mapping
 from tasks.reports.sources import job_outcome, notifications, storage_usage, uploads
+from worker.plugins import load_callable
 
 logger = logging.getLogger(__name__)
 
@@ -59,29 +59,7 @@ _loaded: dict[str, dict[str, Kind]] = {}
 
 
 def _resolve(kind: str, target: str) -> Source:
-    module_name, sep, attribute = target.partition(":")
-    if not sep:
-        module_name, _, attribute = target.rpartition(".")
-    if not module_name or not attribute:
-        raise ConfigurationError(
-            f"{SOURCES_VAR}: {kind}={target!r} is not a dotted path; write "
-            "kind=package.module:callable.",
-            code="invalid_setting",
-        )
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError) as error:
-        raise ConfigurationError(
-            f"{SOURCES_VAR}: cannot load {target!r} for kind {kind!r}: {error}.",
-            code="invalid_setting",
-        ) from None
-    if not callable(found):
-        raise ConfigurationError(
-            f"{SOURCES_VAR}: {target!r} (kind {kind!r}) is not callable.", code="invalid_setting"
-        )
-    return found
+    return load_callable(target, setting=f"{SOURCES_VAR} (kind {kind!r})")
 
 
 def parse_sources(spec: str) -> dict[str, Kind]:
