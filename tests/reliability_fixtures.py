@@ -14,7 +14,6 @@ Import explicitly: ``from tests.reliability_fixtures import rel_workers_fixture 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from worker.stack import WorkerProcess, _die_with_parent
+from worker.stack import WorkerProcess, start_worker_process
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # tests.* modules are imported by dotted path
@@ -58,39 +57,16 @@ def start_worker(
     extra_args: Sequence[str] = (),
     ready_timeout: float = 60,
 ) -> WorkerProcess:
-    """``worker.stack.start_worker_process`` plus extra celery arguments (it takes none)."""
-    args = [
-        sys.executable,
-        "-m",
-        "worker",
-        "worker",
-        f"--concurrency={concurrency}",
-        "--loglevel=INFO",
-        f"--hostname=rel-{os.getpid()}-{time.monotonic_ns()}@%h",
-    ]
-    if queues:
-        args.append(f"--queues={queues}")
-    args.extend(extra_args)
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            args,
-            env=env,
-            cwd=ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-    handle = WorkerProcess(process, log_path)
-    deadline = time.monotonic() + ready_timeout
-    while "ready." not in handle.log():
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited early:\n{handle.log()[-4000:]}")
-        if time.monotonic() > deadline:
-            handle.kill()
-            raise RuntimeError(f"worker not ready after {ready_timeout}s:\n{handle.log()[-4000:]}")
-        time.sleep(0.2)
-    return handle
+    """A prefork worker with this module's host name prefix (``worker.stack`` does the rest)."""
+    return start_worker_process(
+        env,
+        log_path,
+        concurrency=concurrency,
+        queues=queues,
+        hostname=f"rel-{os.getpid()}-{time.monotonic_ns()}@%h",
+        extra_args=extra_args,
+        ready_timeout=ready_timeout,
+    )
 
 
 @pytest.fixture(name="rel_workers")

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +79,13 @@ def start_worker_process(
     concurrency: int = 2,
     queues: str | None = None,
     hostname: str | None = None,
+    extra_args: Sequence[str] = (),
     ready_timeout: float = 60,
 ) -> WorkerProcess:
-    """Start a prefork worker and wait until its log says it is ready."""
+    """Start a prefork worker and wait until its log says it is ready.
+
+    ``extra_args`` go to ``celery worker`` as they are (e.g. ``--include=tests.poison_tasks``).
+    """
     args = [
         sys.executable,
         "-m",
@@ -94,6 +98,7 @@ def start_worker_process(
         args.append(f"--queues={queues}")
     name = hostname or f"notify-{os.getpid()}-{time.monotonic_ns()}@%h"
     args.append(f"--hostname={name}")
+    args.extend(extra_args)
     log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the subprocess
     process = subprocess.Popen(
         args,
