@@ -36,7 +36,7 @@ REPORTS_NAMESPACE = uuid.UUID("5f0c8a8e-3b1a-4d8e-9a53-6a8f2b0f4c11")  # backfil
 # --- JSON-lines files --------------------------------------------------------------------------
 
 
-def _lines(path: str | Path) -> Iterator[tuple[int, str | None]]:
+def read_lines(path: str | Path) -> Iterator[tuple[int, str | None]]:
     """(line number, text) of the non-blank lines, one in memory at a time; a line over
     ``MAX_LINE_CHARS`` comes out as ``None`` (never held whole)."""
     try:
@@ -72,7 +72,7 @@ def _json(text: str | None, number: int) -> Any:
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) of each non-blank line; ``InvalidInput`` naming the line
     for one that is not JSON or too long."""
-    for number, text in _lines(path):
+    for number, text in read_lines(path):
         yield number, _json(text, number)
 
 
@@ -83,7 +83,7 @@ def check_jsonl(
     bad line: (number of good lines, the first ``MAX_BAD_LINES_SHOWN`` bad ones)."""
     good = 0
     bad: list[InvalidInput] = []
-    for number, text in _lines(path):
+    for number, text in read_lines(path):
         try:
             parse(_json(text, number), number)
             good += 1

@@ -18,14 +18,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from storage.errors import InvalidInput, NotifyError
 from tasks.letters.moves import move_letter, plan_move
+from worker.backfill_items import MAX_LINE_CHARS, read_lines
 
 REQUIRED_FIELDS = ("service_id", "upload_id", "reference", "postage", "created_at")
 OPTIONAL_FIELDS = ("backup",)
-MAX_LINE_CHARS = 64 * 1024  # a real line is ~200 characters
 
 
 class BadLine(InvalidInput):
@@ -71,46 +71,17 @@ def parse_letter_line(text: str, line_number: int) -> dict[str, Any]:
     return kwargs
 
 
-def _read_lines(handle: TextIO) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) of the non-blank lines, one in memory at a time.
-
-    A line longer than ``MAX_LINE_CHARS`` comes out as ``None`` (never held whole).
-    """
-    number = 0
-    while text := handle.readline(MAX_LINE_CHARS + 1):
-        number += 1
-        if len(text) > MAX_LINE_CHARS and not text.endswith("\n"):
-            while (rest := handle.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
-                pass
-            yield number, None
-        elif text.strip():
-            yield number, text
-
-
 def _too_long(number: int) -> BadLine:
     return BadLine(number, f"longer than {MAX_LINE_CHARS} characters.", code="line_too_long")
 
 
-def _open(path: str | Path) -> TextIO:
-    try:
-        return open(path, encoding="utf-8-sig")
-    except OSError as error:
-        raise InvalidInput(
-            f"cannot read {path}: {error.strerror}.", code="unreadable_file"
-        ) from None
-
-
 def iter_letter_lines(path: str | Path) -> Iterator[LetterLine]:
     """Every line of FILE as a validated move; raises ``BadLine`` at the first bad one."""
-    with _open(path) as handle:
-        try:
-            for number, text in _read_lines(handle):
-                if text is None:
-                    raise _too_long(number)
-                kwargs = parse_letter_line(text, number)
-                yield LetterLine(number, kwargs["upload_id"], kwargs)
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{path} is not UTF-8 text.", code="not_utf8") from None
+    for number, text in read_lines(path):
+        if text is None:
+            raise _too_long(number)
+        kwargs = parse_letter_line(text, number)
+        yield LetterLine(number, kwargs["upload_id"], kwargs)
 
 
 def iter_letter_jobs(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -126,20 +97,16 @@ def check_letter_file(path: str | Path, *, limit: int = 100) -> tuple[int, list[
     """
     good = 0
     bad: list[BadLine] = []
-    with _open(path) as handle:
+    for number, text in read_lines(path):
         try:
-            for number, text in _read_lines(handle):
-                try:
-                    if text is None:
-                        raise _too_long(number)
-                    parse_letter_line(text, number)
-                    good += 1
-                except BadLine as error:
-                    bad.append(error)
-                    if len(bad) >= limit:
-                        break
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{path} is not UTF-8 text.", code="not_utf8") from None
+            if text is None:
+                raise _too_long(number)
+            parse_letter_line(text, number)
+            good += 1
+        except BadLine as error:
+            bad.append(error)
+            if len(bad) >= limit:
+                break
     return good, bad
 
 
