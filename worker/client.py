@@ -61,7 +61,9 @@ class NotifyClient:
 
         ``notification_count`` (the web app's count from the upload) picks the queue: a job
         above ``NOTIFY_BULK_THRESHOLD_ROWS`` runs on ``csv-batches-bulk`` so it never delays
-        small jobs.
+        small jobs. A job to run now is first recorded as ``queued`` in the ``notify:`` state
+        (``REDIS_URL``), so ``job_progress`` shows it at once and ``notify.jobs.reconcile``
+        sends it again if the broker loses the message.
         """
         require_uuid(service_id, "service_id")
         require_uuid(upload_id, "upload_id")
@@ -94,6 +96,12 @@ class NotifyClient:
             and notification_count > get_worker_settings().bulk_threshold_rows
         )
         queue = queues.CSV_BATCHES_BULK if big else queues.CSV_BATCHES
+        if scheduled_for is None:
+            # Recorded before the message exists, so a message the broker loses is sent again
+            # by the reconciler (a scheduled job is recorded by the worker that schedules it).
+            from tasks.csv_batches.state import record_queued
+
+            record_queued(upload_id, kwargs, queue)
         return self._send(queues.CSV_PROCESS_BATCH, queue, kwargs)
 
     def cancel_csv_job(self, service_id: str, upload_id: str) -> AsyncResult:

@@ -95,6 +95,10 @@ def process_job(
     state = st.read_job(spec.upload_id) or {}
     status = state.get("status")
     if status in st.DONE_STATUSES:
+        if state.get("resend"):  # the reconciler found batches the broker lost (recovery.py)
+            from tasks.csv_batches.resend import resend_job
+
+            return resend_job(spec, app=app)
         return already_done(spec.upload_id, state)
     if scheduled_for is not None and status not in (st.QUEUED, st.RUNNING):
         due = scheduling.parse_due(scheduled_for)
@@ -208,6 +212,12 @@ def _run(spec: JobSpec, token: str, app: Celery | None, queue: str | None) -> di
         if checkpoint < total:
             bulk = total > settings.bulk_threshold_rows
             sink_queue = bulk_queue(settings.row_sink_queue) if bulk else settings.row_sink_queue
+            st.note_dispatch(
+                upload_id,
+                sink_task=settings.row_sink_task,
+                sink_queue=sink_queue,
+                fresh=checkpoint == 0,
+            )
             counters = dispatch(
                 spec,
                 info.etag,

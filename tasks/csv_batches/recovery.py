@@ -1,11 +1,17 @@
-"""Recovery for ``notify.jobs.reconcile``: resume dead jobs, restore lost schedules.
+"""Recovery for ``notify.jobs.reconcile``: resume dead jobs, re-send lost messages, restore
+lost schedules.
 
-Each pass is cheap (O(pending jobs) in Redis, no S3 call) except after Redis has lost our state:
+Each pass is cheap (O(pending + watched jobs) in Redis, at most one ``INFO`` and a few ``LLEN``,
+no S3 call) except after Redis has lost our state:
 
 * a **running** job whose heartbeat is older than ``NOTIFY_JOB_STALE_SECONDS`` (its worker died,
   or its message was lost) is sent again; the new run takes the lease and resumes after its
-  checkpoint. A **queued** job (released, never started) silent for three times that is sent
-  again too. ``notify:job:{id}:redrive`` keeps two reconcilers from both sending it.
+  checkpoint. A **queued** job (released by ``release_due`` or enqueued by ``NotifyClient``,
+  never started) is sent again once it is older than the stale period and its queue is empty
+  (its message cannot be waiting there), or older than three periods whatever the queue holds.
+  ``notify:job:{id}:redrive`` keeps two reconcilers from both sending it.
+* a **finished** job whose sink batches may have been lost by the broker gets its rows sent
+  again from row 1 (``resend_lost_batches``; the worker side is resend.py).
 * a **scheduled** job missing from the due index is put back.
 * when ``notify:jobs:sentinel`` is missing (Redis restarted empty, or first run), the CSV and
   contact-list buckets are listed and every recent object whose metadata carries a
@@ -30,6 +36,7 @@ from storage.listing import iter_objects
 from storage.objects import head_or_none
 from tasks.csv_batches import outcome, scheduling
 from tasks.csv_batches import state as st
+from tasks.csv_batches.fanout import MAX_BATCH_ROWS
 from tasks.csv_batches.spec import SOURCES, JobSpec
 from worker import queues
 from worker.settings import get_worker_settings
@@ -37,6 +44,8 @@ from worker.settings import get_worker_settings
 logger = logging.getLogger(__name__)
 
 QUEUED_STALE_FACTOR = 3
+# How many times one finished job's rows may be re-sent (each after its sink went quiet).
+MAX_RESENDS = 3
 # A schedule rewrites the object (LastModified = schedule time) at most 7 days before it is due;
 # look a week further back for jobs that fell due while the state was gone.
 REBUILD_WINDOW = timedelta(days=15)
@@ -56,14 +65,15 @@ def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -
     stale = settings.job_stale_seconds
     now = time.time() if now is None else now
     sent: list[str] = []
+    lengths: dict[str, int] = {}
     for upload_id, state in st.pending_states().items():
         status = state.get("status")
+        queue = _job_queue(state)
         if status == st.RUNNING:
             if not st.is_stuck(state, now) or st.lease_holder(upload_id):
                 continue
         elif status == st.QUEUED:
-            queued = float(state.get("queued_epoch") or 0)
-            if now - queued <= stale * QUEUED_STALE_FACTOR:
+            if not _queued_looks_lost(state, queue, now, stale, lengths):
                 continue
         else:
             continue
@@ -73,26 +83,62 @@ def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -
         if int(state.get("runs") or 0) > settings.max_redeliveries + 1:
             _give_up(upload_id, state)  # it died every time: a poison file, say
             continue
+        if status == st.QUEUED and st.count_requeue(upload_id) > settings.max_redeliveries + 1:
+            _give_up(upload_id, state, code="job_not_started")  # every delivery refused it
+            continue
         try:
             spec = JobSpec.from_params(state.get("service_id", ""), upload_id, params)
         except NotifyError as error:
             logger.error("cannot re-drive %s: %s", upload_id, error.message)
+            if status == st.QUEUED:  # never started: nothing to resume, nothing on the object
+                st.finish(
+                    upload_id,
+                    st.FAILED,
+                    {"error_code": "invalid_job_state", "error_message": error.message},
+                )
             continue
-        queue = state.get("queue") or (
-            queues.CSV_BATCHES_BULK if state.get("bulk") == "1" else queues.CSV_BATCHES
-        )
         _app(app).send_task(queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=queue)
         logger.warning("re-drove %s job %s (silent for too long)", status, upload_id)
         sent.append(upload_id)
     return sent
 
 
-def _give_up(upload_id: str, state: dict[str, str]) -> None:
-    """Fail a job that died on every run instead of re-driving it forever."""
-    message = (
-        f"The job stopped without finishing {state.get('runs')} times (worker killed or out of "
-        "memory?); it is not re-driven again. Rows already sent stay sent."
+def _job_queue(state: dict[str, str]) -> str:
+    return state.get("queue") or (
+        queues.CSV_BATCHES_BULK if state.get("bulk") == "1" else queues.CSV_BATCHES
     )
+
+
+def _queue_length(queue: str, lengths: dict[str, int]) -> int:
+    """``LLEN`` of a broker queue, once per pass."""
+    if queue not in lengths:
+        lengths[queue] = st.queue_length(queue)
+    return lengths[queue]
+
+
+def _queued_looks_lost(
+    state: dict[str, str], queue: str, now: float, stale: int, lengths: dict[str, int]
+) -> bool:
+    """A queued job whose message cannot be waiting any more: older than the stale period with
+    nothing in its queue, or older than three periods (a queue that never empties)."""
+    age = now - float(state.get("queued_epoch") or 0)
+    if age > stale * QUEUED_STALE_FACTOR:
+        return True
+    return age > stale and _queue_length(queue, lengths) == 0
+
+
+def _give_up(upload_id: str, state: dict[str, str], code: str = "job_stalled") -> None:
+    """Fail a job that died on every run instead of re-driving it forever."""
+    if code == "job_stalled":
+        message = (
+            f"The job stopped without finishing {state.get('runs')} times (worker killed or out "
+            "of memory?); it is not re-driven again. Rows already sent stay sent."
+        )
+    else:
+        message = (
+            "The job was sent again several times and never started (every delivery refused "
+            "or lost); it is not re-sent again."
+        )
     logger.error("giving up on job %s: %s", upload_id, message)
     counters = {k: int(state.get(k) or 0) for k in ("total", "dispatched", "invalid")}
     try:
@@ -104,13 +150,107 @@ def _give_up(upload_id: str, state: dict[str, str]) -> None:
                 st.FAILED,
                 **counters,
                 finished_at=st.now_iso(),
-                error_code="job_stalled",
+                error_code=code,
                 params_json=spec.params_json(),
             ),
         )
     except NotifyError as error:
         logger.error("could not record the failure on the object: %s", error.message)
-    st.finish(upload_id, st.FAILED, {"error_code": "job_stalled", "error_message": message})
+    st.finish(upload_id, st.FAILED, {"error_code": code, "error_message": message})
+
+
+def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) -> list[str]:
+    """Re-send the rows of finished jobs whose sink batches the broker may have lost.
+
+    Every finished job that dispatched rows is watched (``notify:jobs:sinkwatch``) until its
+    rows are known to have left the broker:
+
+    * **built-in sink** (``notify.notifications.save_batch``): done when ``stored`` reaches
+      ``dispatched``. Lost when it has not, the job and its sink have been quiet for the stale
+      period (no batch stored, no re-send under way) and the sink queue holds too few messages
+      to carry the missing rows.
+    * **any other sink**: nothing counts what it stored, so the broker's life is compared:
+      done when, on the broker life the job dispatched on, its sink queue is seen empty (every
+      earlier message has been taken). Lost when the broker's ``run_id`` has changed since
+      (Redis restarted) before that was seen: the whole job is re-sent, and the sink must
+      ignore notification ids it already has.
+
+    A lost job is flagged and ``notify.csv.process_batch`` sent again to its queue; the worker
+    re-sends from row 1 (resend.py). At most ``MAX_RESENDS`` per job, then it is logged and
+    left. Returns the upload ids re-sent.
+    """
+    watched = st.watched_jobs()
+    if not watched:
+        return []
+    stale = get_worker_settings().job_stale_seconds
+    now = time.time() if now is None else now
+    lengths: dict[str, int] = {}
+    run_id: list[str | None] = []  # read at most once per pass
+    done: list[str] = []
+    sent: list[str] = []
+    for upload_id, state in watched.items():
+        sink_task, sink_queue = state.get("sink_task"), state.get("sink_queue")
+        if state.get("status") != st.FINISHED or not sink_task or not sink_queue:
+            done.append(upload_id)  # expired, or dispatched before anything was recorded
+            continue
+        quiet_since = max(
+            float(state.get(name) or 0)
+            for name in ("heartbeat", "stored_at", "resend_requested_epoch")
+        )
+        if now - quiet_since <= stale:
+            continue  # the sink is storing, or a re-send is under way or waiting its turn
+        dispatched, stored = int(state.get("dispatched") or 0), int(state.get("stored") or 0)
+        if sink_task == queues.NOTIFICATIONS_SAVE_BATCH:
+            missing = dispatched - stored
+            if missing <= 0:
+                done.append(upload_id)
+                continue
+            if _queue_length(sink_queue, lengths) * MAX_BATCH_ROWS >= missing:
+                continue  # they may still be waiting their turn
+            why = f"{dispatched} rows dispatched, {stored} stored"
+        else:
+            if not run_id:
+                run_id.append(st.broker_run_id())
+            current = run_id[0]
+            if current is None:
+                continue  # the broker will not say who it is: nothing to compare
+            if state.get("broker_run_id") == current:
+                if _queue_length(sink_queue, lengths) == 0:
+                    done.append(upload_id)  # every batch has left the broker
+                continue
+            why = f"the broker restarted since its {dispatched} rows were dispatched"
+        if not st.mark_redrive(upload_id, stale):
+            continue  # another reconciler is at it
+        if _resend(upload_id, state, why, app):
+            sent.append(upload_id)
+        else:
+            done.append(upload_id)
+    st.unwatch(*done)
+    return sent
+
+
+def _resend(upload_id: str, state: dict[str, str], why: str, app: Any) -> bool:
+    """Ask a worker to re-send the job's rows; False: it will not be, stop watching it."""
+    if int(state.get("resends") or 0) >= MAX_RESENDS:
+        logger.error(
+            "job %s: sink batches still missing after %d re-sends (%s); not re-sent again",
+            upload_id,
+            MAX_RESENDS,
+            why,
+        )
+        return False
+    full = st.read_job(upload_id) or {}
+    try:
+        spec = JobSpec.from_params(full.get("service_id", ""), upload_id, st.job_params(full))
+    except (NotifyError, AttributeError) as error:
+        logger.error("cannot re-send the rows of %s: %s", upload_id, error)
+        return False
+    resends = st.request_resend(upload_id)
+    if resends is None:
+        return False
+    _app(app).send_task(queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=_job_queue(full))
+    logger.warning("re-sending the rows of job %s (re-send %d): %s", upload_id, resends, why)
+    return True
 
 
 def repair_schedule_index() -> int:
@@ -173,8 +313,14 @@ def reconcile(
 ) -> dict[str, Any]:
     """One recovery pass. ``rebuild=None``: rebuild from metadata only if Redis lost state."""
     resumed = redrive_stale_jobs(app=app, now=now)
+    resent = resend_lost_batches(app=app, now=now)
     rescheduled = repair_schedule_index()
-    result: dict[str, Any] = {"status": "ok", "resumed": len(resumed), "rescheduled": rescheduled}
+    result: dict[str, Any] = {
+        "status": "ok",
+        "resumed": len(resumed),
+        "resent": len(resent),
+        "rescheduled": rescheduled,
+    }
     if rebuild or (rebuild is None and not st.sentinel_present()):
         try:
             result["rebuilt"] = rebuild_schedules_from_metadata()
@@ -187,4 +333,6 @@ def reconcile(
             st.set_sentinel()
     if resumed:
         result["upload_ids"] = resumed
+    if resent:
+        result["resent_upload_ids"] = resent
     return result

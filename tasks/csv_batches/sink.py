@@ -4,14 +4,16 @@ database worker in the demo and the tests).
 Rows are stored in the Redis hash ``notify:notifications:{upload_id}`` (field: notification_id,
 value: the row as JSON with its job's ids and template), idempotently: one Lua script sets each
 field only if it is new (HSETNX), counts the new ones, adds that count to the job's ``stored``
-counter (only if the job hash still exists, so a late batch never recreates an expired job)
-and refreshes the hash's expiry. A batch delivered twice stores nothing twice and counts
-nothing twice.
+counter and sets ``stored_at`` (only if the job hash still exists, so a late batch never
+recreates an expired job) and refreshes the hash's expiry. A batch delivered twice stores
+nothing twice and counts nothing twice. The reconciler compares ``stored`` with ``dispatched``
+to find batches the broker lost (recovery.py).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,14 +26,16 @@ from worker.app import app
 from worker.redis_state import get_redis
 from worker.settings import get_worker_settings
 
+# ARGV: expiry, now (epoch seconds), then notification_id / row JSON pairs.
 _STORE = """
 local added = 0
-for i = 1, #ARGV - 1, 2 do
+for i = 3, #ARGV - 1, 2 do
   added = added + redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
 if added > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HINCRBY', KEYS[2], 'stored', added)
+  redis.call('HSET', KEYS[2], 'stored_at', ARGV[2])
 end
 return added
 """
@@ -58,7 +62,7 @@ def save_batch(batch: Any) -> dict[str, Any]:
         "template_type": batch.get("template_type"),
         "sender_id": batch.get("sender_id"),
     }
-    args: list[str] = []
+    args = [str(get_worker_settings().state_ttl_seconds), repr(time.time())]
     for row in rows:
         if not isinstance(row, Mapping) or any(name not in row for name in _ROW_FIELDS):
             raise _bad(f"every row needs {', '.join(_ROW_FIELDS)}")
@@ -67,7 +71,6 @@ def save_batch(batch: Any) -> dict[str, Any]:
         stored.update((name, row[name]) for name in _ROW_FIELDS[1:])
         args.append(notification_id)
         args.append(json.dumps(stored, separators=(",", ":"), ensure_ascii=False))
-    args.append(str(get_worker_settings().state_ttl_seconds))
     keys = [st.notifications_key(upload_id), st.job_key(upload_id)]
     added = int(get_redis().eval(_STORE, len(keys), *keys, *args))
     return {"status": "ok", "upload_id": upload_id, "rows": len(rows), "stored": added}

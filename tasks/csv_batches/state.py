@@ -9,17 +9,23 @@ Keys (all ``notify:``, all with an expiry):
 | ``notify:job:{upload_id}:redrive`` | string | the reconciler re-sent this job recently |
 | ``notify:jobs:pending`` | zset | jobs scheduled, queued or running (score: last change) |
 | ``notify:jobs:scheduled`` | zset | scheduled jobs (score: due time, epoch seconds) |
+| ``notify:jobs:sinkwatch`` | zset | finished jobs whose rows may not all have reached the sink yet
+  (score: when the job finished, or its rows were last re-sent) |
 | ``notify:service:{service_id}:uploads`` | zset | a service's jobs (score: start time) |
 | ``notify:jobs:sentinel`` | string | present while Redis has kept our state (see recovery) |
 
-Job statuses: ``scheduled`` → ``queued`` (released, not started) → ``running`` → ``finished`` /
-``failed``; ``scheduled`` → ``cancelled``. Counters and times are read in O(1) by
-``read_progress``; nothing here calls S3 or scans rows.
+Job statuses: ``scheduled`` → ``queued`` (released, or enqueued by ``NotifyClient``; not started)
+→ ``running`` → ``finished`` / ``failed``; ``scheduled`` → ``cancelled``. Counters and times are
+read in O(1) by ``read_progress``; nothing here calls S3 or scans rows.
+
+The broker is the same Redis (``REDIS_URL``): ``broker_run_id`` and ``queue_length`` read it
+through the same client.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -30,6 +36,8 @@ import redis
 from storage.keys import isoformat
 from worker.redis_state import get_redis, key
 from worker.settings import get_worker_settings
+
+logger = logging.getLogger(__name__)
 
 SCHEDULED = "scheduled"
 QUEUED = "queued"
@@ -70,6 +78,10 @@ def service_uploads_key(service_id: str) -> str:
 PENDING_KEY = key("jobs", "pending")
 SCHEDULED_KEY = key("jobs", "scheduled")
 SENTINEL_KEY = key("jobs", "sentinel")
+SINK_WATCH_KEY = key("jobs", "sinkwatch")
+# kombu's Redis transport keeps one list per priority step: the queue's name for priority 0,
+# "{queue}\x06\x16{n}" for the others (kombu.transport.redis PRIORITY_STEPS, sep).
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 def now_iso() -> str:
@@ -305,6 +317,7 @@ def finish(upload_id: str, status: str, fields: Mapping[str, Any]) -> None:
     values = {**fields, "status": status, "updated_at": now_iso(), "heartbeat": time.time()}
     values.setdefault("finished_at", now_iso())
     ttl = _ttl()
+    now = time.time()
     with r.pipeline() as pipe:
         pipe.hset(job_key(upload_id), mapping=_mapping(values))
         pipe.expire(job_key(upload_id), ttl)
@@ -312,6 +325,9 @@ def finish(upload_id: str, status: str, fields: Mapping[str, Any]) -> None:
         pipe.zrem(SCHEDULED_KEY, upload_id)
         pipe.expire(notifications_key(upload_id), ttl)
         pipe.delete(redrive_key(upload_id))
+        if status == FINISHED and _int(str(fields.get("dispatched") or "")) > 0:
+            # Its batches may still wait in the broker: the reconciler watches them arrive.
+            _watch(pipe, upload_id, now)
         pipe.execute()
 
 
@@ -433,3 +449,166 @@ def sentinel_present() -> bool:
 
 def set_sentinel() -> None:
     get_redis().set(SENTINEL_KEY, now_iso(), ex=_index_ttl())
+
+
+# --- queued by the client (before its message is sent) -----------------------------------------
+
+
+def record_queued(upload_id: str, task_kwargs: Mapping[str, Any], queue: str) -> str:
+    """Record a job about to be enqueued (``NotifyClient.process_csv``), so the reconciler can
+    send it again if the broker loses the message before a worker takes it.
+
+    ``task_kwargs`` are ``notify.csv.process_batch``'s keyword arguments. Only a job Redis knows
+    nothing about is recorded; returns the status the job has afterwards.
+    """
+    params = {
+        name: task_kwargs[name]
+        for name in ("template", "options", "source", "sender_id")
+        if task_kwargs.get(name) is not None
+    }
+    now = time.time()
+    values = {
+        "service_id": task_kwargs["service_id"],
+        "source": task_kwargs.get("source") or "csv-upload",
+        "params": json.dumps(params, separators=(",", ":"), ensure_ascii=True),
+        "queue": queue,
+        "status": QUEUED,
+        "queued_at": now_iso(),
+        "queued_epoch": now,
+        "updated_at": now_iso(),
+    }
+
+    def write(pipe: Any, _: str | None) -> None:
+        pipe.hset(job_key(upload_id), mapping=_mapping(values))
+        pipe.expire(job_key(upload_id), _ttl())
+        pipe.zadd(PENDING_KEY, {upload_id: now})
+        pipe.expire(PENDING_KEY, _index_ttl())
+
+    status = _guarded(upload_id, (None,), write)
+    return QUEUED if status is None else str(status)
+
+
+def count_requeue(upload_id: str) -> int:
+    """Count one more re-send of a queued job that never started; returns the new count."""
+    return int(get_redis().hincrby(job_key(upload_id), "requeues", 1))
+
+
+def queue_length(queue: str) -> int:
+    """Messages waiting in a broker queue (every priority list; not those being worked on)."""
+    with get_redis().pipeline(transaction=False) as pipe:
+        for suffix in _PRIORITY_SUFFIXES:
+            pipe.llen(queue + suffix)
+        return sum(pipe.execute())
+
+
+# --- the broker's identity and the sink watch (see recovery.resend_lost_batches) ----------------
+
+
+def broker_run_id() -> str | None:
+    """The broker Redis's ``run_id`` (``INFO server``): new on every Redis start. None if the
+    server will not say (e.g. an ACL without ``INFO``)."""
+    try:
+        return get_redis().info("server").get("run_id") or None
+    except redis.ResponseError as error:
+        logger.warning("cannot read the broker's run_id: %s", error)
+        return None
+
+
+def note_dispatch(upload_id: str, *, sink_task: str, sink_queue: str, fresh: bool) -> None:
+    """Record where a dispatch pass sends its batches and on which broker life it started.
+
+    ``fresh``: the pass starts at row 1, so every batch goes to this broker life. A resumed pass
+    keeps the life its first batches went to: if the broker restarted since, they may be lost.
+    """
+    run_id = broker_run_id() or ""
+    r = get_redis()
+    with r.pipeline() as pipe:
+        pipe.hset(job_key(upload_id), mapping={"sink_task": sink_task, "sink_queue": sink_queue})
+        if fresh:
+            pipe.hset(job_key(upload_id), "broker_run_id", run_id)
+        else:
+            pipe.hsetnx(job_key(upload_id), "broker_run_id", run_id)
+        pipe.execute()
+
+
+def _watch(pipe: Any, upload_id: str, now: float) -> None:
+    pipe.zadd(SINK_WATCH_KEY, {upload_id: now})
+    pipe.zremrangebyscore(SINK_WATCH_KEY, "-inf", now - _ttl())
+    pipe.expire(SINK_WATCH_KEY, _index_ttl())
+
+
+WATCH_FIELDS = (
+    "status",
+    "service_id",
+    "queue",
+    "bulk",
+    "sink_task",
+    "sink_queue",
+    "broker_run_id",
+    "dispatched",
+    "stored",
+    "heartbeat",
+    "stored_at",
+    "resend",
+    "resend_requested_epoch",
+    "resends",
+)
+
+
+def watched_jobs() -> dict[str, dict[str, str]]:
+    """The sink watch: ``{upload_id: some fields of its hash}`` (one pipeline); entries older
+    than the state TTL are trimmed first."""
+    r = get_redis()
+    r.zremrangebyscore(SINK_WATCH_KEY, "-inf", time.time() - _ttl())
+    members = r.zrange(SINK_WATCH_KEY, 0, -1)
+    if not members:
+        return {}
+    with r.pipeline(transaction=False) as pipe:
+        for upload_id in members:
+            pipe.hmget(job_key(upload_id), WATCH_FIELDS)
+        rows = pipe.execute()
+    return {
+        upload_id: {name: value for name, value in zip(WATCH_FIELDS, row, strict=True) if value}
+        for upload_id, row in zip(members, rows, strict=True)
+    }
+
+
+def unwatch(*upload_ids: str) -> None:
+    if upload_ids:
+        get_redis().zrem(SINK_WATCH_KEY, *upload_ids)
+
+
+def request_resend(upload_id: str) -> int | None:
+    """Flag a finished job for a re-send of its rows; returns the job's re-send count, or None
+    if it is no longer a finished job."""
+    now = time.time()
+
+    def write(pipe: Any, _: str | None) -> None:
+        pipe.hset(job_key(upload_id), mapping={"resend": "1", "resend_requested_epoch": now})
+        pipe.hincrby(job_key(upload_id), "resends", 1)
+
+    if _guarded(upload_id, (FINISHED,), write) != FINISHED:
+        return None
+    return _int(get_redis().hget(job_key(upload_id), "resends"))
+
+
+def begin_resend(upload_id: str) -> None:
+    """A re-send pass starts at row 1 on the broker's current life."""
+    values = {"broker_run_id": broker_run_id() or "", "resend_started_at": now_iso()}
+    get_redis().hset(job_key(upload_id), mapping=values)
+
+
+def end_resend(upload_id: str, fields: Mapping[str, Any]) -> None:
+    """A re-send pass is over (or was abandoned): clear the request, keep watching the sink."""
+    now = time.time()
+    r = get_redis()
+    with r.pipeline() as pipe:
+        pipe.hdel(job_key(upload_id), "resend")
+        pipe.hset(job_key(upload_id), mapping=_mapping({**fields, "heartbeat": now}))
+        pipe.expire(job_key(upload_id), _ttl())
+        pipe.expire(notifications_key(upload_id), _ttl())
+        if fields.get("resend_error") is None:
+            _watch(pipe, upload_id, now)
+        else:
+            pipe.zrem(SINK_WATCH_KEY, upload_id)
+        pipe.execute()
