@@ -31,7 +31,7 @@ from storage.objects import ObjectInfo, head, open_stream
 from tasks.csv_batches import outcome, scheduling
 from tasks.csv_batches import state as st
 from tasks.csv_batches.columns import ColumnLayout, FileError
-from tasks.csv_batches.fanout import MAX_BATCH_ROWS, BatchPublisher, notification_id_factory
+from tasks.csv_batches.fanout import MAX_BATCH_ROWS, BatchEncoder, BatchPublisher
 from tasks.csv_batches.reader import CsvReader
 from tasks.csv_batches.spec import JobSpec
 from worker.queues import bulk_queue
@@ -279,7 +279,6 @@ def dispatch(
     upload_id = spec.upload_id
     dispatched = counters["dispatched"]
     invalid = counters["invalid"]
-    notification_id = notification_id_factory(upload_id)
     base = {
         "service_id": spec.service_id,
         "upload_id": upload_id,
@@ -295,24 +294,21 @@ def dispatch(
         layout = ColumnLayout.from_header(
             reader.header, template_type=spec.template_type, placeholders=list(spec.placeholders)
         )
-        check_row = spec.row_checker(layout)
-        rows: list[dict[str, Any]] = []
+        # check_row's verdict without its RowCheck; valid rows become JSON text at once,
+        # never dicts (see fanout.BatchEncoder).
+        valid_row = layout.valid_row_checker(**spec.options)
+        encoder = BatchEncoder(base, layout.personalisation_keys)
+        encode_row = encoder.row
+        rows: list[str] = []
         row_number = 0
         for row_number, cells in reader:
             if row_number <= checkpoint:
                 continue  # handed to the broker before a restart
-            check = check_row(cells)
-            if check.ok:
-                rows.append(
-                    {
-                        "notification_id": notification_id(row_number),
-                        "row_number": row_number,
-                        "recipient": check.recipient,
-                        "personalisation": check.personalisation,
-                    }
-                )
+            valid = valid_row(cells)
+            if valid is not None:
+                rows.append(encode_row(row_number, valid))
                 if len(rows) >= MAX_BATCH_ROWS:
-                    publisher.publish({**base, "rows": rows})
+                    publisher.publish_encoded(encoder.body(rows), len(rows))
                     dispatched += len(rows)
                     rows = []
                     heartbeat.maybe(
@@ -323,7 +319,7 @@ def dispatch(
                 if not row_number % HEARTBEAT_EVERY_ROWS and heartbeat.due():
                     heartbeat.beat({})
         if rows:
-            publisher.publish({**base, "rows": rows})
+            publisher.publish_encoded(encoder.body(rows), len(rows))
             dispatched += len(rows)
         final = {"checkpoint": max(row_number, checkpoint), "dispatched": dispatched}
         heartbeat.maybe({**final, "invalid": invalid})
