@@ -1,7 +1,9 @@
 """``notify.jobs.reconcile``: re-drive jobs whose messages were lost or whose worker died.
 
 The CSV workflow's recovery does the work (tasks/csv_batches/recovery.py): stale running jobs
-resume from their checkpoint, lost schedules are rebuilt from the objects' metadata.
+resume from their checkpoint; queued jobs whose message was lost are sent again; finished jobs
+whose sink batches the broker lost have their rows re-sent; lost schedules are rebuilt from the
+objects' metadata.
 """
 
 from __future__ import annotations

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 QUEUED_STALE_FACTOR = 3
 # How many times one finished job's rows may be re-sent (each after its sink went quiet).
 MAX_RESENDS = 3
+# An external sink's batches handed to the broker longer than this before it restarted are
+# taken as consumed (nothing can count them): a bigger backlog lost in a restart is not re-sent.
+EXTERNAL_SINK_BACKLOG_SECONDS = 3600
 # A schedule rewrites the object (LastModified = schedule time) at most 7 days before it is due;
 # look a week further back for jobs that fell due while the state was gone.
 REBUILD_WINDOW = timedelta(days=15)
@@ -163,21 +166,24 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
     """Re-send the rows of finished jobs whose sink batches the broker may have lost.
 
     Every finished job that dispatched rows is watched (``notify:jobs:sinkwatch``) until its
-    rows are known to have left the broker:
+    rows are known to have left the broker. Nothing is decided while the job is not quiet (a
+    batch stored, or a re-send requested or running, within the stale period) or while a
+    requested re-send may still wait in the job's queue. Then:
 
     * **built-in sink** (``notify.notifications.save_batch``): done when ``stored`` reaches
-      ``dispatched``. Lost when it has not, the job and its sink have been quiet for the stale
-      period (no batch stored, no re-send under way) and the sink queue holds too few messages
-      to carry the missing rows.
-    * **any other sink**: nothing counts what it stored, so the broker's life is compared:
-      done when, on the broker life the job dispatched on, its sink queue is seen empty (every
-      earlier message has been taken). Lost when the broker's ``run_id`` has changed since
-      (Redis restarted) before that was seen: the whole job is re-sent, and the sink must
-      ignore notification ids it already has.
+      ``dispatched``. Lost when it has not and the sink queue holds too few messages to carry
+      the missing rows.
+    * **any other sink**: nothing counts what it stored, so the broker's life is compared. Done
+      when, on the life the job dispatched on, its sink queue is seen empty (every earlier
+      message has been taken), or the job has been watched for
+      ``EXTERNAL_SINK_BACKLOG_SECONDS``. Lost when the broker's ``run_id`` has changed since
+      (Redis restarted) and the job finished less than that long before the restart: the whole
+      job is re-sent, and the sink must ignore notification ids it already has.
 
     A lost job is flagged and ``notify.csv.process_batch`` sent again to its queue; the worker
     re-sends from row 1 (resend.py). At most ``MAX_RESENDS`` per job, then it is logged and
-    left. Returns the upload ids re-sent.
+    left. One ``INFO`` (only if an external sink is watched) and one ``LLEN`` per queue a pass.
+    Returns the upload ids re-sent.
     """
     watched = st.watched_jobs()
     if not watched:
@@ -185,7 +191,7 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
     stale = get_worker_settings().job_stale_seconds
     now = time.time() if now is None else now
     lengths: dict[str, int] = {}
-    run_id: list[str | None] = []  # read at most once per pass
+    life: list[tuple[str, float] | None] = []  # the broker's (run_id, started), read once
     done: list[str] = []
     sent: list[str] = []
     for upload_id, state in watched.items():
@@ -198,7 +204,9 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
             for name in ("heartbeat", "stored_at", "resend_requested_epoch")
         )
         if now - quiet_since <= stale:
-            continue  # the sink is storing, or a re-send is under way or waiting its turn
+            continue  # the sink is storing, or a re-send is under way or was just asked for
+        if _resend_may_be_queued(state, now, stale, lengths):
+            continue
         dispatched, stored = int(state.get("dispatched") or 0), int(state.get("stored") or 0)
         if sink_task == queues.NOTIFICATIONS_SAVE_BATCH:
             missing = dispatched - stored
@@ -209,14 +217,20 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
                 continue  # they may still be waiting their turn
             why = f"{dispatched} rows dispatched, {stored} stored"
         else:
-            if not run_id:
-                run_id.append(st.broker_run_id())
-            current = run_id[0]
-            if current is None:
+            if not life:
+                life.append(st.broker_life())
+            if life[0] is None:
                 continue  # the broker will not say who it is: nothing to compare
-            if state.get("broker_run_id") == current:
+            run_id, started = life[0]
+            since = float(state.get("watched_since") or 0)
+            if state.get("broker_run_id") == run_id:
                 if _queue_length(sink_queue, lengths) == 0:
                     done.append(upload_id)  # every batch has left the broker
+                elif now - since > EXTERNAL_SINK_BACKLOG_SECONDS:
+                    done.append(upload_id)  # a later restart would not re-send it anyway
+                continue
+            if since < started - EXTERNAL_SINK_BACKLOG_SECONDS:
+                done.append(upload_id)  # finished long before the restart: taken as consumed
                 continue
             why = f"the broker restarted since its {dispatched} rows were dispatched"
         if not st.mark_redrive(upload_id, stale):
@@ -227,6 +241,19 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
             done.append(upload_id)
     st.unwatch(*done)
     return sent
+
+
+def _resend_may_be_queued(
+    state: dict[str, str], now: float, stale: int, lengths: dict[str, int]
+) -> bool:
+    """A re-send was asked for and its message may still wait in the job's queue (as for a
+    queued job: unless it is older than three stale periods)."""
+    if not state.get("resend"):
+        return False
+    asked = float(state.get("resend_requested_epoch") or 0)
+    if now - asked > stale * QUEUED_STALE_FACTOR:
+        return False
+    return _queue_length(_job_queue(state), lengths) > 0
 
 
 def _resend(upload_id: str, state: dict[str, str], why: str, app: Any) -> bool:

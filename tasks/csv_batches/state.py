@@ -504,14 +504,25 @@ def queue_length(queue: str) -> int:
 # --- the broker's identity and the sink watch (see recovery.resend_lost_batches) ----------------
 
 
-def broker_run_id() -> str | None:
-    """The broker Redis's ``run_id`` (``INFO server``): new on every Redis start. None if the
-    server will not say (e.g. an ACL without ``INFO``)."""
+def broker_life() -> tuple[str, float] | None:
+    """The broker Redis's ``run_id`` (new on every Redis start) and when that start was (epoch
+    seconds, from ``uptime_in_seconds``), in one ``INFO server``. None if the server will not
+    say (e.g. an ACL without ``INFO``)."""
     try:
-        return get_redis().info("server").get("run_id") or None
+        info = get_redis().info("server")
     except redis.ResponseError as error:
         logger.warning("cannot read the broker's run_id: %s", error)
         return None
+    run_id = info.get("run_id")
+    if not run_id:
+        return None
+    return str(run_id), time.time() - float(info.get("uptime_in_seconds") or 0)
+
+
+def broker_run_id() -> str | None:
+    """The broker's current life (see ``broker_life``), or None."""
+    life = broker_life()
+    return life[0] if life else None
 
 
 def note_dispatch(upload_id: str, *, sink_task: str, sink_queue: str, fresh: bool) -> None:
@@ -556,21 +567,23 @@ WATCH_FIELDS = (
 
 
 def watched_jobs() -> dict[str, dict[str, str]]:
-    """The sink watch: ``{upload_id: some fields of its hash}`` (one pipeline); entries older
+    """The sink watch: ``{upload_id: some fields of its hash, plus "watched_since" (the watch
+    score: when it finished or its rows were last re-sent)}`` (one pipeline); entries older
     than the state TTL are trimmed first."""
     r = get_redis()
     r.zremrangebyscore(SINK_WATCH_KEY, "-inf", time.time() - _ttl())
-    members = r.zrange(SINK_WATCH_KEY, 0, -1)
+    members = r.zrange(SINK_WATCH_KEY, 0, -1, withscores=True)
     if not members:
         return {}
     with r.pipeline(transaction=False) as pipe:
-        for upload_id in members:
+        for upload_id, _ in members:
             pipe.hmget(job_key(upload_id), WATCH_FIELDS)
         rows = pipe.execute()
-    return {
-        upload_id: {name: value for name, value in zip(WATCH_FIELDS, row, strict=True) if value}
-        for upload_id, row in zip(members, rows, strict=True)
-    }
+    watched = {}
+    for (upload_id, since), row in zip(members, rows, strict=True):
+        fields = {name: value for name, value in zip(WATCH_FIELDS, row, strict=True) if value}
+        watched[upload_id] = {**fields, "watched_since": repr(since)}
+    return watched
 
 
 def unwatch(*upload_ids: str) -> None:

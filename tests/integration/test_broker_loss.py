@@ -257,7 +257,8 @@ def test_an_external_sinks_batches_lost_in_a_broker_restart_are_sent_again(
         assert upload_id in st.watched_jobs()
 
         redis_client.delete(sink_queue)  # Redis restarts without its data...
-        monkeypatch.setattr(st, "broker_run_id", lambda: "b" * 40)  # ...as a new life
+        started = time.time()  # ...as a new life
+        monkeypatch.setattr(st, "broker_life", lambda: ("b" * 40, started))
         assert quiet_pass()["resent"] == 1
         wait_for(lambda: redis_client.llen(sink_queue) == 3, 30, 0.1, what="the batches again")
         again = broker_messages(url, sink_queue)

@@ -206,6 +206,12 @@ def test_a_replaced_file_is_never_resent(env):
 # --- any sink: the broker's run_id ----------------------------------------------------------------
 
 
+def restart(monkeypatch, seconds_ago: float = 1) -> None:
+    """The broker restarted ``seconds_ago``: a new run_id from now on."""
+    started = time.time() - seconds_ago
+    monkeypatch.setattr(st, "broker_life", lambda: ("f" * 40, started))
+
+
 @pytest.fixture
 def external(env, monkeypatch):
     """Jobs whose rows go to a sink that is not the built-in one."""
@@ -223,7 +229,7 @@ def test_external_sink_batches_seen_leaving_the_broker_are_not_resent(external, 
     upload_id = external_job(external)
     assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later())["resent"] == 0
     assert upload_id not in st.watched_jobs()  # its (empty) sink queue was seen on this life
-    monkeypatch.setattr(st, "broker_run_id", lambda: "f" * 40)  # Redis restarts later
+    restart(monkeypatch)  # Redis restarts later
     assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later())["resent"] == 0
 
 
@@ -237,7 +243,7 @@ def test_external_sink_batches_waiting_when_the_broker_restarts_are_resent(
     assert upload_id in st.watched_jobs()
 
     redis_client.delete(sink_queue())  # Redis restarts without its data: a new run_id
-    monkeypatch.setattr(st, "broker_run_id", lambda: "f" * 40)
+    restart(monkeypatch)
     result = recovery.reconcile(app=reconciler, rebuild=False, now=later())
     assert result["resent"] == 1 and reconciler.sent[0]["name"] == queues.CSV_PROCESS_BATCH
 
@@ -255,7 +261,7 @@ def test_external_sink_batches_waiting_when_the_broker_restarts_are_resent(
 def test_a_broker_that_will_not_say_its_run_id_resends_nothing(external, monkeypatch, redis_client):
     upload_id = external_job(external)
     redis_client.rpush(sink_queue(), "batch")
-    monkeypatch.setattr(st, "broker_run_id", lambda: None)
+    monkeypatch.setattr(st, "broker_life", lambda: None)
     assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later())["resent"] == 0
     assert upload_id in st.watched_jobs()
 
@@ -356,3 +362,36 @@ def test_a_queued_job_with_unusable_parameters_is_failed_not_resent(env, monkeyp
     assert reconciler.sent == []
     progress = st.read_progress(upload_id)
     assert progress["status"] == "failed" and progress["error_code"] == "invalid_job_state"
+
+
+def test_external_sink_batches_handed_over_long_before_a_restart_are_not_resent(
+    external, monkeypatch, redis_client
+):
+    upload_id = external_job(external)
+    redis_client.rpush(sink_queue(), "batch")
+    redis_client.zadd(st.SINK_WATCH_KEY, {upload_id: time.time() - 7200})  # finished 2 h ago
+    restart(monkeypatch)
+    assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later())["resent"] == 0
+    assert upload_id not in st.watched_jobs()
+
+
+def test_an_external_sink_job_is_watched_at_most_for_the_backlog_window(external, redis_client):
+    upload_id = external_job(external)
+    redis_client.rpush(sink_queue(), "batch")  # a queue that never empties
+    assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later())["resent"] == 0
+    assert upload_id in st.watched_jobs()
+    window = recovery.EXTERNAL_SINK_BACKLOG_SECONDS
+    assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later(window + 5))["resent"] == 0
+    assert upload_id not in st.watched_jobs()
+
+
+def test_a_requested_resend_waiting_in_a_busy_job_queue_is_not_asked_for_again(env, monkeypatch):
+    upload_id, _ = finished_job(env)
+    assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later())["resent"] == 1
+    forget_redrive(upload_id)
+    lengths = {"csv-batches": 5}
+    monkeypatch.setattr(st, "queue_length", lambda queue: lengths.get(queue, 0))
+    assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later(2))["resent"] == 0
+    # Three stale periods on, the request is taken as lost whatever the queue holds.
+    assert recovery.reconcile(app=FakeApp(), rebuild=False, now=later(4))["resent"] == 1
+    assert st.read_job(upload_id)["resends"] == "2"
