@@ -52,6 +52,16 @@ WORKER_ENV = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _settings_restored():
+    """Set up before ``monkeypatch``, so torn down after it: the settings are read again from
+    the restored environment (the tests shorten the stale period in this process)."""
+    yield
+    from worker.settings import reload_worker_settings
+
+    reload_worker_settings()
+
+
 def lose_the_broker(workers) -> dict[str, int]:
     """Delete every key that is not ``notify:*`` from the broker and result databases, and
     drop every connection the workers hold. Returns how many keys went, per database."""
