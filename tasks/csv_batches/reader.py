@@ -7,6 +7,13 @@ bytes, decoded as UTF-8 incrementally and split into lines the way the ``csv`` m
 may pull more lines for quoted newlines. Memory holds one chunk, one record and a short
 run-length summary of trailing blank lines, whatever the file's size.
 
+Lines come from blocks of decoded text (``_TEXT_BLOCK`` characters), split in C: the same
+lines, piece for piece, as ``readline(limit)`` would return (``_readline_lines`` keeps that
+reference; tests compare the two). While rows are being read, a block that is plainly simple
+(ASCII, no quote, no line break but "\n" and "\r\n", no blank line, shorter than the record
+limit) goes to ``__iter__`` whole, as a list of
+record texts, and is split there in a tight loop: most of a clean file is read that way.
+
 The whole file has whitespace (obscure kinds included, which covers a byte-order mark) and
 commas stripped from both ends, as the web app does (conformance README, "Whitespace"). The
 start is easy; for the end, lines made only of those characters are held back (run-length
@@ -22,6 +29,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 import string
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -38,6 +46,16 @@ _STRIP_SET = frozenset(FILE_STRIP)
 # would need that many *different* blank lines in a row; they are then read as blank rows).
 MAX_HELD_BLANK_SHAPES = 4096
 _READ_CHUNK = 256 * 1024
+_TEXT_BLOCK = 256 * 1024  # characters of decoded text split into lines at a time
+# Line breaks of str.splitlines() that are not line breaks to the csv module.
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# A line of the csv module: up to and including its break.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+# In an ASCII block of "\n" or "\r\n" lines without "\x0b" and "\x0c": a blank line (only
+# whitespace and commas), first or later. A lone "\r" (a line break of its own).
+_BLANK_FIRST_LINE = re.compile(r"[ \t,]*\r?\n")
+_BLANK_LATER_LINE = re.compile(r"\n[ \t,]*\r?\n")
+_LONE_CR = re.compile(r"\r(?!\n)")
 
 # The csv module refuses fields over 128 KiB by default; our limit is per record.
 csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES + 16))
@@ -126,6 +144,29 @@ def _where(line: int) -> str:
     return f"in row {line - 1:,} (line {line:,} of the file)"
 
 
+_LINE_LIMIT = MAX_RECORD_BYTES + 3  # chars; more than this on one line is too long anyway
+
+
+def _simple_block(text: str) -> bool:
+    """Lines that are each one record, split on commas alone, none blank, none too long:
+    ASCII, no quote, no line break but "\n" or "\r\n", no blank line (whitespace and commas
+    only: the reader holds those back), and shorter than the record limit (so is every line).
+    Each test is one pass in C over the block."""
+    return (
+        len(text) <= MAX_RECORD_BYTES
+        and text.isascii()
+        and '"' not in text
+        and "\x0b" not in text
+        and "\x0c" not in text
+        and "\x1c" not in text
+        and "\x1d" not in text
+        and "\x1e" not in text
+        and _LONE_CR.search(text) is None
+        and _BLANK_FIRST_LINE.match(text) is None
+        and _BLANK_LATER_LINE.search(text) is None
+    )
+
+
 def _line_bytes(line: str) -> int:
     return len(line) if line.isascii() else len(line.encode("utf-8"))
 
@@ -144,12 +185,18 @@ class CsvReader:
     ``too_many_rows`` as soon as it is exceeded; finishing with no rows raises ``no_rows``.
     """
 
+    # True: lines from ``readline(limit)`` itself, one at a time (the yardstick in tests).
+    reference_lines = False
+
     def __init__(self, body: BinaryIO | Any, *, max_rows: int) -> None:
         self.max_rows = max_rows
         buffered = io.BufferedReader(_ByteGuard(body), buffer_size=_READ_CHUNK)
         self._text = io.TextIOWrapper(buffered, encoding="utf-8", errors="strict", newline="")
         self._consumed = 0  # bytes of the lines handed out so far
         self._record_start = 0  # value of _consumed when the current record began
+        # Whole simple blocks are handed out only to __iter__'s own loop (not to the header
+        # read, nor to the csv module in the middle of a quoted record).
+        self._blocks_wanted = False
         self._line_source = self._lines()
         # Records with a quote go through the csv module (fed from the same line source);
         # the rest, nearly every row, are split directly: the same result, several times faster.
@@ -195,7 +242,9 @@ class CsvReader:
     def _parse_quoted(self, line: str) -> list[str]:
         self._pushed_back = line
         self._ran_out = False
+        wanted, self._blocks_wanted = self._blocks_wanted, False
         record = next(self._quoted_records, None)
+        self._blocks_wanted = wanted
         if self._ran_out:
             # The record wanted more lines than the file has: a quote that never closes. The
             # csv module would take the rest of the file as one cell and the rows would vanish.
@@ -228,8 +277,31 @@ class CsvReader:
         max_rows = self.max_rows
         parse_quoted = self._parse_quoted
         row_number = 0
+        self._blocks_wanted = True
         try:
             for line in self._line_source:
+                if line.__class__ is list:
+                    # A simple block: each item is one record's text (no quote, no break).
+                    for body in line:
+                        cells = body.split(",")
+                        row_number += 1
+                        if len(cells) > MAX_COLUMNS:
+                            self.rows_read = row_number - 1
+                            raise FileError(
+                                "too_many_columns",
+                                f"Row {row_number:,} has {len(cells):,} columns; at most "
+                                f"{MAX_COLUMNS:,} are allowed.",
+                            )
+                        if row_number > max_rows:
+                            raise FileError(
+                                "too_many_rows",
+                                f"The file has more than {max_rows:,} rows; split it into "
+                                "smaller files.",
+                            )
+                        yield row_number, cells
+                    self.rows_read = row_number
+                    self._record_start = self._consumed
+                    continue
                 if '"' in line:
                     cells = parse_quoted(line)
                 else:
@@ -271,16 +343,20 @@ class CsvReader:
 
     # --- lines ---------------------------------------------------------------------------------
 
-    def _lines(self) -> Iterator[str]:
-        """Lines for the csv parser, with the whole file's ends stripped; counts bytes."""
-        readline = self._text.readline
-        limit = MAX_RECORD_BYTES + 3  # chars; more than this on one line is too long anyway
+    def _lines(self) -> Iterator[Any]:
+        """Lines for the csv parser, with the whole file's ends stripped; counts bytes.
+
+        Yields lines (str) and, to ``__iter__`` (``_blocks_wanted``), lists of record texts
+        from simple blocks (see ``_block_lines``).
+        """
+        limit = _LINE_LIMIT
+        source = self._readline_lines(limit) if self.reference_lines else self._block_lines(limit)
         strip_set = _STRIP_SET
 
         # Leading whitespace and commas: skip blank lines, then strip the first content line.
-        line = readline(limit)
+        line = next(source, "")
         while line and not line.lstrip(FILE_STRIP):
-            line = readline(limit)  # (a blank line longer than the limit comes in pieces)
+            line = next(source, "")  # (a blank line longer than the limit comes in pieces)
         if not line:
             return
         self._check_length(line, limit)
@@ -289,9 +365,36 @@ class CsvReader:
         blanks: list[list[Any]] = []
 
         while True:
-            line = readline(limit)
+            line = next(source, "")
             if not line:
                 break
+            if line.__class__ is tuple:
+                # A simple block (content lines only): ``held`` is not the end of the file.
+                records, last = line
+                self._consumed += len(held) if held.isascii() else len(held.encode("utf-8"))
+                if self._consumed - self._record_start > MAX_RECORD_BYTES:
+                    self._check_record(held)
+                yield held
+                if blanks:
+                    for blank, count in blanks:
+                        for _ in range(count):
+                            self._consumed += _line_bytes(blank)
+                            if self._consumed - self._record_start > MAX_RECORD_BYTES:
+                                self._check_record(blank)
+                            yield blank
+                    blanks = []
+                if self._blocks_wanted:
+                    self._consumed += len(records)  # ASCII: characters are bytes
+                    yield records.splitlines()
+                else:
+                    # The csv module is pulling lines for a quoted record: one at a time.
+                    for record in records.splitlines(True):
+                        self._consumed += len(record)
+                        if self._consumed - self._record_start > MAX_RECORD_BYTES:
+                            self._check_record(record)
+                        yield record
+                held = last
+                continue
             # Too long: raised once the records before it are handed over, so that the error
             # names this line's row, not the one the parser is still on.
             too_long = len(line) >= limit and _terminator_length(line) == 0
@@ -326,6 +429,59 @@ class CsvReader:
             self._consumed += _line_bytes(last)
             self._check_record(last)
             yield last
+
+    def _block_lines(self, limit: int) -> Iterator[Any]:
+        """What successive ``readline(limit)`` calls return, read in blocks and split in C.
+
+        A line longer than ``limit`` comes in pieces of ``limit`` characters, as from
+        ``readline(limit)``. While ``_blocks_wanted``, a simple block comes instead as one
+        tuple ``(text, last line)``: the text of every complete line of the block but the last,
+        and the last line (held back: it may be the end of the file).
+        """
+        read = self._text.read
+        carry = ""
+        while True:
+            chunk = read(_TEXT_BLOCK)
+            if not chunk:
+                break
+            text = carry + chunk if carry else chunk
+            # Complete lines end at the last "\n", or at the last "\r" that is not the final
+            # character (that one may be half of a "\r\n").
+            cut = max(text.rfind("\n"), text.rfind("\r", 0, len(text) - 1)) + 1
+            complete, carry = text[:cut], text[cut:]
+            if complete:
+                if self._blocks_wanted and _simple_block(complete):
+                    # The last line starts after the break before it.
+                    end = len(complete) - (2 if complete.endswith("\r\n") else 1)
+                    start = max(complete.rfind("\n", 0, end), complete.rfind("\r", 0, end)) + 1
+                    if start:
+                        yield complete[:start], complete[start:]
+                    else:
+                        yield complete
+                else:
+                    if _OTHER_BREAKS.search(complete) is None:
+                        lines = complete.splitlines(True)  # the same breaks as the csv module
+                    else:
+                        lines = _LINE.findall(complete)
+                    for line in lines:
+                        if len(line) > limit:
+                            for at in range(0, len(line), limit):
+                                yield line[at : at + limit]
+                        else:
+                            yield line
+            while len(carry) >= limit:  # no line break in sight: hand out a piece
+                yield carry[:limit]
+                carry = carry[limit:]
+        if carry:
+            yield carry
+
+    def _readline_lines(self, limit: int) -> Iterator[str]:
+        """The reference for ``_block_lines``: ``readline(limit)`` itself, line by line."""
+        readline = self._text.readline
+        line = readline(limit)
+        while line:
+            yield line
+            line = readline(limit)
 
     def _check_length(self, line: str, limit: int) -> None:
         if len(line) >= limit and _terminator_length(line) == 0:
