@@ -9,8 +9,11 @@ The hot path is ``BatchEncoder``: it writes each row's JSON text directly (one `
 with the notification id, the row number and the C-escaped strings) instead of building dicts
 for ``json.dumps`` to walk, and ``BatchPublisher.publish_encoded`` hands that text to Celery as
 an already-serialised protocol-2 body, so the batch is encoded once. The message is the one
-``send_task`` would send (same headers, routing, retry policy, signals and ``task-sent`` event);
-only the body's bytes are ours, and they parse to exactly the dict batch.
+``send_task`` would send (same headers, routing, retry policy and publish signals); only the
+body's bytes are ours, and they parse to exactly the dict batch. One thing is left out: the
+``task-sent`` event (a second publish per batch, about a tenth of a batch's publishing cost).
+Flower still sees every batch from the events of the worker that runs it (received, started,
+succeeded), and the job's own task has all its events.
 """
 
 from __future__ import annotations
@@ -78,40 +81,44 @@ class BatchEncoder:
         # A dict keeps the first position and the last value of a repeated key: so does this.
         names = list(dict.fromkeys(keys))
         self.width = len(names)
-        # Keys are written once, escaped for JSON and then for the % operator.
-        personalisation = ",".join(
-            encode_basestring(name).replace("%", "%%") + ":%s" for name in names
-        )
-        template = (
-            '{"notification_id":"%s-%s-5%s-%s%s-%s","row_number":%d,"recipient":%s,'
-            '"personalisation":{' + personalisation + "}}"
-        )
-        namespace = uuid.UUID(upload_id).bytes
-        sha1 = _sha1
-        variant = _VARIANT
-        escape = encode_basestring
-
-        def row(row_number: int, valid: tuple[str, list[str]]) -> str:
-            recipient, values = valid
-            x = sha1(namespace + b"%d" % row_number).hexdigest()
-            # Version 5 in the 13th hex digit, RFC 4122 variant (10xx) in the 17th.
-            return template % (
-                x[:8],
-                x[8:12],
-                x[13:16],
-                variant[x[16]],
-                x[17:20],
-                x[20:32],
-                row_number,
-                escape(recipient),
-                *map(escape, values),
-            )
-
-        self.row = row
+        self.row = _row_function(uuid.UUID(upload_id).bytes, names)
 
     def body(self, rows: list[str]) -> str:
         """The task body (protocol 2) carrying these encoded rows as ``batch``."""
         return self._prefix + ",".join(rows) + self._suffix
+
+
+def _row_function(namespace: bytes, names: list[str]) -> Callable[[int, Any], str]:
+    """``row(row_number, (recipient, values))`` for these personalisation keys.
+
+    Written as one f-string for this file's columns, compiled once per job: an f-string
+    builds the row in one pass, markedly cheaper than ``%`` (or ``str.join``) over a dozen
+    pieces, and the row is the hot path. The generated source holds only fixed text and
+    generated names (``v0``, ``k0``...): the keys, already JSON-escaped, and everything else
+    from the file are values in its namespace, never source code.
+    """
+    env: dict[str, Any] = {
+        "sha1": _sha1,
+        "variant": _VARIANT,
+        "escape": encode_basestring,
+        "namespace": namespace,
+    }
+    fields = []
+    for index, name in enumerate(names):
+        env[f"k{index}"] = encode_basestring(name)
+        fields.append(f"{{k{index}}}:{{escape(v{index})}}")
+    unpack = "".join(f"v{index}, " for index in range(len(names)))
+    source = (
+        "def row(row_number, valid):\n"
+        f"    recipient, ({unpack}) = valid\n"
+        '    x = sha1(namespace + b"%d" % row_number).hexdigest()\n'
+        # Version 5 in the 13th hex digit, RFC 4122 variant (10xx) in the 17th.
+        '    return f\'{{"notification_id":"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}'
+        '{x[17:20]}-{x[20:32]}","row_number":{row_number},"recipient":'
+        '{escape(recipient)},"personalisation":{{' + ",".join(fields) + "}}}}'\n"
+    )
+    exec(compile(source, "<BatchEncoder.row>", "exec"), env)  # noqa: S102 (no data in source)
+    return env["row"]
 
 
 class BatchPublisher:
@@ -160,9 +167,9 @@ class BatchPublisher:
         """Publish a batch whose task body ``BatchEncoder.body`` already wrote.
 
         The message is what ``send_task`` builds (``as_task_v2`` headers with the sink task's
-        own time limits, the same routing, retry policy, publish signals and ``task-sent``
-        event), with the body handed over as serialised JSON so that kombu does not encode it
-        again.
+        own time limits, the same routing, retry policy and publish signals), with the body
+        handed over as serialised JSON so that kombu does not encode it again. No
+        ``task-sent`` event (see the module's docstring).
         """
         app = self.app
         if not isinstance(app, Celery):
@@ -189,7 +196,7 @@ class BatchPublisher:
             reply_to=app.thread_oid,
             time_limit=route.time_limit,
             soft_time_limit=route.soft_time_limit,
-            create_sent_event=app.conf.task_send_sent_event,
+            create_sent_event=False,
             root_id=root_id,
             parent_id=parent_id,
             ignore_result=True,

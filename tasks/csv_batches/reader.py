@@ -29,6 +29,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import re
 import string
 from collections.abc import Iterator
@@ -132,6 +133,20 @@ class _ByteGuard(io.RawIOBase):
                 close()
         finally:
             super().close()
+
+
+def _too_many_columns(row_number: int, columns: int) -> FileError:
+    return FileError(
+        "too_many_columns",
+        f"Row {row_number:,} has {columns:,} columns; at most {MAX_COLUMNS:,} are allowed.",
+    )
+
+
+def _too_many_rows(max_rows: int) -> FileError:
+    return FileError(
+        "too_many_rows",
+        f"The file has more than {max_rows:,} rows; split it into smaller files.",
+    )
 
 
 def _where(line: int) -> str:
@@ -274,6 +289,14 @@ class CsvReader:
         return record
 
     def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        return self._rows(count_only=False)  # type: ignore[return-value]
+
+    def counted(self) -> Iterator[tuple[int, None]]:
+        """Every check of iterating the rows, without their cells: ``(rows so far, None)``
+        after each simple block of rows and after each other row. The scan pass reads so."""
+        return self._rows(count_only=True)  # type: ignore[return-value]
+
+    def _rows(self, *, count_only: bool) -> Iterator[tuple[int, list[str] | None]]:
         max_rows = self.max_rows
         parse_quoted = self._parse_quoted
         row_number = 0
@@ -282,22 +305,18 @@ class CsvReader:
             for line in self._line_source:
                 if line.__class__ is list:
                     # A simple block: each item is one record's text (no quote, no break).
+                    if count_only:
+                        row_number = self._count_block(line, row_number)
+                        yield row_number, None
+                        continue
                     for body in line:
                         cells = body.split(",")
                         row_number += 1
                         if len(cells) > MAX_COLUMNS:
                             self.rows_read = row_number - 1
-                            raise FileError(
-                                "too_many_columns",
-                                f"Row {row_number:,} has {len(cells):,} columns; at most "
-                                f"{MAX_COLUMNS:,} are allowed.",
-                            )
+                            raise _too_many_columns(row_number, len(cells))
                         if row_number > max_rows:
-                            raise FileError(
-                                "too_many_rows",
-                                f"The file has more than {max_rows:,} rows; split it into "
-                                "smaller files.",
-                            )
+                            raise _too_many_rows(max_rows)
                         yield row_number, cells
                     self.rows_read = row_number
                     self._record_start = self._consumed
@@ -310,16 +329,9 @@ class CsvReader:
                 self._record_start = self._consumed
                 row_number += 1
                 if len(cells) > MAX_COLUMNS:
-                    raise FileError(
-                        "too_many_columns",
-                        f"Row {row_number:,} has {len(cells):,} columns; at most "
-                        f"{MAX_COLUMNS:,} are allowed.",
-                    )
+                    raise _too_many_columns(row_number, len(cells))
                 if row_number > max_rows:
-                    raise FileError(
-                        "too_many_rows",
-                        f"The file has more than {max_rows:,} rows; split it into smaller files.",
-                    )
+                    raise _too_many_rows(max_rows)
                 self.rows_read = row_number
                 yield row_number, cells
         except UnicodeDecodeError:
@@ -328,6 +340,24 @@ class CsvReader:
             raise self._not_csv(error) from None
         if row_number == 0:
             raise FileError("no_rows", "The file has a header row but no rows after it.")
+
+    def _count_block(self, bodies: list[str], row_number: int) -> int:
+        """The row loop's checks over a simple block, in bulk; returns the new row count."""
+        wide = MAX_COLUMNS  # commas in a row of too many columns, at least
+        first_wide = None
+        if max(map(str.count, bodies, itertools.repeat(","))) >= wide:
+            first_wide = next(i for i, body in enumerate(bodies) if body.count(",") >= wide)
+        over = self.max_rows - row_number  # rows of this block that still fit
+        if first_wide is not None and first_wide <= over:  # (columns are checked first)
+            self.rows_read = row_number + first_wide
+            raise _too_many_columns(row_number + first_wide + 1, bodies[first_wide].count(",") + 1)
+        if len(bodies) > over:
+            self.rows_read = self.max_rows
+            raise _too_many_rows(self.max_rows)
+        row_number += len(bodies)
+        self.rows_read = row_number
+        self._record_start = self._consumed
+        return row_number
 
     def _not_utf8(self) -> FileError:
         return FileError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -63,3 +64,31 @@ def test_publish_encoded_sends_what_send_task_sends(redis_client):
     assert fast["headers"]["timelimit"] == [sink.time_limit, sink.soft_time_limit]
     same = {k: v for k, v in plain["headers"].items() if k not in _PER_MESSAGE}
     assert {k: v for k, v in fast["headers"].items() if k not in _PER_MESSAGE} == same
+
+
+def test_an_encoded_batch_sends_no_task_sent_event(redis_client):
+    """Documented trade: batches skip the task-sent event (Flower sees them from the worker
+    that runs them); a plain send_task still sends one."""
+    import redis
+
+    from worker.app import app
+    from worker.settings import get_worker_settings
+
+    assert app.conf.task_send_sent_event
+    upload_id = str(uuid.uuid4())
+    base = {"service_id": str(uuid.uuid4()), "upload_id": upload_id, "template_id": None}
+    encoder = BatchEncoder(base, [])
+    listener = redis.Redis.from_url(get_worker_settings().redis_url).pubsub()
+    listener.psubscribe("*celeryev*")
+    listener.get_message(timeout=1)  # the subscription's confirmation
+    queue = f"test-fanout-{uuid.uuid4()}"
+    try:
+        with BatchPublisher(app, "notify.notifications.save_batch", queue) as publisher:
+            publisher.publish_encoded(encoder.body([encoder.row(1, ("447700900001", []))]), 1)
+            assert listener.get_message(timeout=0.5) is None
+            publisher.publish(json.loads(encoder.body([]))[1]["batch"])
+            event = listener.get_message(timeout=2)
+        assert event is not None and event["channel"].endswith(b"task.sent")
+    finally:
+        listener.close()
+        redis_client.delete(queue)

@@ -242,3 +242,15 @@ def test_personalisation_keys_are_the_dict_keys():
     )
     check = layout.check_row(["07700900123", "1", "2", "3", "4"])
     assert layout.personalisation_keys == tuple(check.personalisation) == ("phone number", "b", "a")
+
+
+def test_a_thousand_columns_with_braces_and_quotes_in_their_names():
+    """The row function is compiled per file: names never reach its source."""
+    upload_id = str(uuid.uuid4())
+    keys = [f"col {n} {{x}}'\"\\{n}%s" for n in range(1000)]
+    encoder = BatchEncoder(_base(upload_id), keys)
+    values = [f"v{n}}}{{" for n in range(1000)]
+    row = json.loads(encoder.row(7, ("r", values)))
+    assert row == _dict_row(upload_id, 7, "r", dict(zip(keys, values, strict=True)))
+    with pytest.raises(ValueError):
+        encoder.row(8, ("r", values[:-1]))  # never a silent mismatch

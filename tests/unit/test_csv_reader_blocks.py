@@ -97,6 +97,24 @@ def _random_file(rng: random.Random, simple_share: float, long_line: int) -> byt
     return text.encode("utf-8")
 
 
+def _counted(cls: type[CsvReader], data: bytes, chunk: int, max_rows: int):
+    """What the scan pass sees: the header and the row count, or the error."""
+    try:
+        reader = cls(_Body(data, chunk), max_rows=max_rows)
+        header = reader.header
+        counts = [rows for rows, _ in reader.counted()]
+    except FileError as error:
+        return ("error", error.code, error.message)
+    assert counts == sorted(counts)
+    return ("ok", header, counts[-1])
+
+
+def _as_counted(outcome):
+    if outcome[0] == "error":
+        return outcome[:3]
+    return ("ok", outcome[1][0], len(outcome[1]) - 1)
+
+
 def _count_blocks(monkeypatch) -> list[int]:
     """Record how many rows each simple block handed to the row loop carried."""
     handed: list[int] = []
@@ -127,6 +145,7 @@ def test_block_reading_equals_readline_on_random_files(seed, monkeypatch):
         max_rows = rng.choice([5, 30, 1000])
         expected = _outcome(_ReferenceReader, data, chunk, max_rows)
         assert _outcome(CsvReader, data, chunk, max_rows) == expected, data
+        assert _counted(CsvReader, data, chunk, max_rows) == _as_counted(expected), data
     assert len(handed) > 40 and sum(handed) > 80  # the fast path was taken, often
 
 
@@ -165,3 +184,16 @@ def test_row_limits_inside_a_simple_block_name_the_same_row(where, monkeypatch):
         got = _outcome(CsvReader, data, 1 << 16, max_rows)
         assert got == _outcome(_ReferenceReader, data, 1 << 16, max_rows)
         assert got[0] == "error" and got[1] in ("too_many_columns", "too_many_rows")
+        assert _counted(CsvReader, data, 1 << 16, max_rows) == got[:3]
+
+
+def test_counting_a_block_with_a_wide_row_at_the_row_limit_reports_columns_first(monkeypatch):
+    """The row loop checks a row's columns before the row limit: so must the bulk count."""
+    monkeypatch.setattr(reader_module, "_TEXT_BLOCK", 1024)
+    lines = [f"0770090{n:04d},x" for n in range(300)]
+    lines[99] = ",".join(["c"] * (reader_module.MAX_COLUMNS + 1))  # row 100
+    data = ("h,name\n" + "\n".join(lines) + "\n").encode()
+    for max_rows in (98, 99, 100, 1000):
+        expected = _outcome(_ReferenceReader, data, 1 << 16, max_rows)
+        assert _counted(CsvReader, data, 1 << 16, max_rows) == _as_counted(expected)
+    assert _as_counted(_outcome(_ReferenceReader, data, 1 << 16, 99))[1] == "too_many_columns"
