@@ -49,7 +49,8 @@ MAX_HELD_BLANK_SHAPES = 4096
 _READ_CHUNK = 256 * 1024
 _TEXT_BLOCK = 256 * 1024  # characters of decoded text split into lines at a time
 # Line breaks of str.splitlines() that are not line breaks to the csv module.
-_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_ASCII_OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+_OTHER_BREAKS = (*_ASCII_OTHER_BREAKS, "\x85", "\u2028", "\u2029")
 # A line of the csv module: up to and including its break.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
 # In an ASCII block of "\n" or "\r\n" lines without "\x0b" and "\x0c": a blank line (only
@@ -171,15 +172,18 @@ def _simple_block(text: str) -> bool:
         len(text) <= MAX_RECORD_BYTES
         and text.isascii()
         and '"' not in text
-        and "\x0b" not in text
-        and "\x0c" not in text
-        and "\x1c" not in text
-        and "\x1d" not in text
-        and "\x1e" not in text
+        and not _has_other_breaks(text)
         and _LONE_CR.search(text) is None
         and _BLANK_FIRST_LINE.match(text) is None
         and _BLANK_LATER_LINE.search(text) is None
     )
+
+
+def _has_other_breaks(text: str) -> bool:
+    """Does ``text`` hold a character str.splitlines() breaks at but the csv module does not?
+    (One substring search each: much faster than a character-class regex.)"""
+    breaks = _ASCII_OTHER_BREAKS if text.isascii() else _OTHER_BREAKS
+    return any(char in text for char in breaks)
 
 
 def _line_bytes(line: str) -> int:
@@ -248,7 +252,10 @@ class CsvReader:
                 line, self._pushed_back = self._pushed_back, None
                 yield line
                 continue
+            # A record over several lines: no simple blocks while the csv module pulls.
+            wanted, self._blocks_wanted = self._blocks_wanted, False
             line = next(source, None)
+            self._blocks_wanted = wanted
             if line is None:
                 self._ran_out = True
                 return
@@ -257,9 +264,7 @@ class CsvReader:
     def _parse_quoted(self, line: str) -> list[str]:
         self._pushed_back = line
         self._ran_out = False
-        wanted, self._blocks_wanted = self._blocks_wanted, False
         record = next(self._quoted_records, None)
-        self._blocks_wanted = wanted
         if self._ran_out:
             # The record wanted more lines than the file has: a quote that never closes. The
             # csv module would take the rest of the file as one cell and the rows would vanish.
@@ -382,25 +387,16 @@ class CsvReader:
         limit = _LINE_LIMIT
         source = self._readline_lines(limit) if self.reference_lines else self._block_lines(limit)
         strip_set = _STRIP_SET
-
-        # Leading whitespace and commas: skip blank lines, then strip the first content line.
-        line = next(source, "")
-        while line and not line.lstrip(FILE_STRIP):
-            line = next(source, "")  # (a blank line longer than the limit comes in pieces)
-        if not line:
-            return
-        self._check_length(line, limit)
-        held = line.lstrip(FILE_STRIP)
+        held: str | None = None  # the last content line, not handed over yet
         # Blank lines seen after ``held``, as [line, repeat count] runs.
         blanks: list[list[Any]] = []
 
-        while True:
-            line = next(source, "")
-            if not line:
-                break
-            if line.__class__ is tuple:
+        for lines in source:
+            if lines.__class__ is tuple:
                 # A simple block (content lines only): ``held`` is not the end of the file.
-                records, last = line
+                # (Only after the header: blocks are wanted by __iter__ alone.)
+                records, last = lines
+                assert held is not None
                 self._consumed += len(held) if held.isascii() else len(held.encode("utf-8"))
                 if self._consumed - self._record_start > MAX_RECORD_BYTES:
                     self._check_record(held)
@@ -425,34 +421,44 @@ class CsvReader:
                         yield record
                 held = last
                 continue
-            # Too long: raised once the records before it are handed over, so that the error
-            # names this line's row, not the one the parser is still on.
-            too_long = len(line) >= limit and _terminator_length(line) == 0
-            if not too_long and line[0] in strip_set and not line.strip(FILE_STRIP):
-                if blanks and blanks[-1][0] == line:
-                    blanks[-1][1] += 1
+            for line in lines:
+                if held is None:
+                    # Leading whitespace and commas: skip blank lines (a blank line longer
+                    # than the limit comes in pieces), then strip the first content line.
+                    if line.lstrip(FILE_STRIP):
+                        self._check_length(line, limit)
+                        held = line.lstrip(FILE_STRIP)
                     continue
-                if len(blanks) < MAX_HELD_BLANK_SHAPES:
-                    blanks.append([line, 1])
-                    continue
-                # Pathological: stop holding back; these are read as blank rows.
-            # ``held`` is not the end of the file: hand it over (inline: this is the hot path).
-            self._consumed += len(held) if held.isascii() else len(held.encode("utf-8"))
-            if self._consumed - self._record_start > MAX_RECORD_BYTES:
-                self._check_record(held)
-            yield held
-            if blanks:
-                for blank, count in blanks:
-                    for _ in range(count):
-                        self._consumed += _line_bytes(blank)
-                        if self._consumed - self._record_start > MAX_RECORD_BYTES:
-                            self._check_record(blank)
-                        yield blank
-                blanks = []
-            if too_long:
-                self._too_long()
-            held = line
+                # Too long: raised once the records before it are handed over, so that the
+                # error names this line's row, not the one the parser is still on.
+                too_long = len(line) >= limit and _terminator_length(line) == 0
+                if not too_long and line[0] in strip_set and not line.strip(FILE_STRIP):
+                    if blanks and blanks[-1][0] == line:
+                        blanks[-1][1] += 1
+                        continue
+                    if len(blanks) < MAX_HELD_BLANK_SHAPES:
+                        blanks.append([line, 1])
+                        continue
+                    # Pathological: stop holding back; these are read as blank rows.
+                # ``held`` is not the end of the file: hand it over (inline: the hot path).
+                self._consumed += len(held) if held.isascii() else len(held.encode("utf-8"))
+                if self._consumed - self._record_start > MAX_RECORD_BYTES:
+                    self._check_record(held)
+                yield held
+                if blanks:
+                    for blank, count in blanks:
+                        for _ in range(count):
+                            self._consumed += _line_bytes(blank)
+                            if self._consumed - self._record_start > MAX_RECORD_BYTES:
+                                self._check_record(blank)
+                            yield blank
+                    blanks = []
+                if too_long:
+                    self._too_long()
+                held = line
 
+        if held is None:
+            return
         # End of file: trailing blank lines vanish, the last content line loses its tail.
         last = held.rstrip(FILE_STRIP)
         if last:
@@ -461,12 +467,13 @@ class CsvReader:
             yield last
 
     def _block_lines(self, limit: int) -> Iterator[Any]:
-        """What successive ``readline(limit)`` calls return, read in blocks and split in C.
+        """What successive ``readline(limit)`` calls return, a block of lines at a time.
 
-        A line longer than ``limit`` comes in pieces of ``limit`` characters, as from
-        ``readline(limit)``. While ``_blocks_wanted``, a simple block comes instead as one
-        tuple ``(text, last line)``: the text of every complete line of the block but the last,
-        and the last line (held back: it may be the end of the file).
+        Decoded text is read in blocks and split in C; each block's complete lines come as a
+        list, a line longer than ``limit`` in pieces of ``limit`` characters, as from
+        ``readline(limit)``. While ``_blocks_wanted``, a simple block comes instead as a tuple
+        ``(text, last line)``: the text of every complete line of the block but the last, and
+        the last line (held back: it may be the end of the file).
         """
         read = self._text.read
         carry = ""
@@ -487,30 +494,34 @@ class CsvReader:
                     if start:
                         yield complete[:start], complete[start:]
                     else:
-                        yield complete
+                        yield [complete]
                 else:
-                    if _OTHER_BREAKS.search(complete) is None:
-                        lines = complete.splitlines(True)  # the same breaks as the csv module
-                    else:
+                    if _has_other_breaks(complete):
                         lines = _LINE.findall(complete)
-                    for line in lines:
-                        if len(line) > limit:
-                            for at in range(0, len(line), limit):
-                                yield line[at : at + limit]
-                        else:
-                            yield line
+                    else:
+                        lines = complete.splitlines(True)  # the same breaks as the csv module
+                    if len(complete) > limit:
+                        lines = [
+                            line[at : at + limit]
+                            for line in lines
+                            for at in range(0, len(line), limit)
+                        ]
+                    yield lines
+            pieces = []
             while len(carry) >= limit:  # no line break in sight: hand out a piece
-                yield carry[:limit]
+                pieces.append(carry[:limit])
                 carry = carry[limit:]
+            if pieces:
+                yield pieces
         if carry:
-            yield carry
+            yield [carry]
 
-    def _readline_lines(self, limit: int) -> Iterator[str]:
+    def _readline_lines(self, limit: int) -> Iterator[list[str]]:
         """The reference for ``_block_lines``: ``readline(limit)`` itself, line by line."""
         readline = self._text.readline
         line = readline(limit)
         while line:
-            yield line
+            yield [line]
             line = readline(limit)
 
     def _check_length(self, line: str, limit: int) -> None:
