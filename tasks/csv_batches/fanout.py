@@ -5,15 +5,15 @@ message with one keyword argument ``batch`` (SPEC §4). ``kwargsrepr`` keeps rec
 task events, Flower and logs; ``ignore_result`` keeps a million rows from leaving results in the
 backend; the job's own result never lists the batches.
 
-The hot path is ``BatchEncoder``: it writes each row's JSON text directly (one ``%`` format
-with the notification id, the row number and the C-escaped strings) instead of building dicts
-for ``json.dumps`` to walk, and ``BatchPublisher.publish_encoded`` hands that text to Celery as
-an already-serialised protocol-2 body, so the batch is encoded once. The message is the one
-``send_task`` would send (same headers, routing, retry policy and publish signals); only the
-body's bytes are ours, and they parse to exactly the dict batch. One thing is left out: the
-``task-sent`` event (a second publish per batch, about a tenth of a batch's publishing cost).
-Flower still sees every batch from the events of the worker that runs it (received, started,
-succeeded), and the job's own task has all its events.
+The hot path is ``BatchEncoder``: it writes each row's JSON text directly (one f-string, made
+for the file's columns, with the notification id, the row number and the C-escaped strings)
+instead of building dicts for ``json.dumps`` to walk, and ``BatchPublisher.publish_encoded``
+hands that text to Celery as an already-serialised protocol-2 body, so the batch is encoded
+once. The message is the one ``send_task`` would send (same headers, routing, retry policy and
+publish signals); only the body's bytes are ours, and they parse to exactly the dict batch.
+One thing is left out: the ``task-sent`` event (a second publish per batch, about a tenth of a
+batch's publishing cost). Flower still sees every batch from the events of the worker that
+runs it (received, started, succeeded), and the job's own task has all its events.
 """
 
 from __future__ import annotations
