@@ -34,6 +34,8 @@ import time
 import uuid
 from pathlib import Path
 
+from csv_validation import _phone  # the same UK-mobile spellings as the validation bench
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -45,20 +47,6 @@ _HOSTS = ["example.com", "example.co.uk", "gov.uk", "digital.cabinet-office.gov.
 
 
 # --- files ---------------------------------------------------------------------------------------
-
-
-def _phone(rng: random.Random) -> str:
-    national = "7" + rng.choice("1234579") + f"{rng.randrange(10**8):08d}"
-    shape = rng.random()
-    if shape < 0.5:
-        return "0" + national
-    if shape < 0.7:
-        return f"0{national[:4]} {national[4:]}"
-    if shape < 0.85:
-        return f"+44 {national[:4]} {national[4:7]} {national[7:]}"
-    if shape < 0.95:
-        return "44" + national
-    return f"(0{national[:4]}) {national[4:7]}-{national[7:]}"
 
 
 def write_file(path: Path, kind: str, rows: int, seed: int = 2024) -> None:
