@@ -11,9 +11,9 @@ Reliability choices, briefly:
 
 from kombu import Exchange, Queue
 
-from worker import beat as _beat
-from worker import queues
-from worker.settings import get_worker_settings
+from worker.runtime import beat as _beat
+from worker.runtime import queues
+from worker.runtime.settings import get_worker_settings
 
 _settings = get_worker_settings()
 

@@ -42,7 +42,7 @@ os.environ.update(
 
 from rich.console import Console
 
-from worker.backfill import run_backfill
+from worker.backfill.framework import run_backfill
 
 
 def quiet() -> Console:
@@ -77,10 +77,10 @@ def letters(count: int, state: Path) -> dict[str, float]:
     from storage import admin
     from storage.buckets import SSE
     from storage.client import get_client
-    from storage.config import get_settings, reload_settings
     from storage.keys import transient_letter_key
+    from storage.settings import get_settings, reload_settings
     from tasks.letters.backfill import run_letter_job
-    from worker.services import embedded_s3
+    from worker.local.servers import embedded_s3
 
     figures = {}
     with embedded_s3() as endpoint:

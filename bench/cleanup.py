@@ -56,11 +56,11 @@ from moto.s3.models import s3_backends  # noqa: E402
 
 from storage import admin  # noqa: E402
 from storage.client import make_client  # noqa: E402
-from storage.config import get_settings, reload_settings  # noqa: E402
 from storage.listing import iter_pages  # noqa: E402
+from storage.settings import get_settings, reload_settings  # noqa: E402
 from tasks.cleanup.policies import CsvJobState, policy_for  # noqa: E402
 from tasks.cleanup.sweep import sweep  # noqa: E402
-from worker.services import embedded_s3  # noqa: E402
+from worker.local.servers import embedded_s3  # noqa: E402
 
 SERVICE = "9d3f4d1e-4a4b-4c5e-8f60-1a2b3c4d5e6f"
 

@@ -69,7 +69,7 @@ def write_file(path: Path, kind: str, rows: int, seed: int = 2024) -> None:
 _VALIDATE = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from tasks.csv_batches.columns import ColumnLayout
+from tasks.csv_batches.validation.columns import ColumnLayout
 from tasks.csv_batches.reader import CsvReader
 start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 cpu, wall = time.process_time(), time.perf_counter()
@@ -136,11 +136,11 @@ def end_to_end(files: list[tuple[str, int, Path]], max_rows: int, cold: bool = F
 
     from storage import admin
     from storage.client import get_client
-    from storage.config import get_settings
     from storage.keys import csv_upload_key
-    from worker import queues
+    from storage.settings import get_settings
     from worker.client import NotifyClient
-    from worker.stack import local_stack
+    from worker.local.stack import local_stack
+    from worker.runtime import queues
 
     os.environ["NOTIFY_CSV_MAX_ROWS"] = str(max_rows)
     # A private Redis: never someone else's.
@@ -230,11 +230,11 @@ def fairness(big_path: Path, big_rows: int) -> None:
     concurrency 2): how long until all its rows are stored, and how far the big job had got."""
     from storage import admin
     from storage.client import get_client
-    from storage.config import get_settings
     from storage.keys import csv_upload_key
+    from storage.settings import get_settings
     from tasks.csv_batches.state import read_progress
     from worker.client import NotifyClient
-    from worker.stack import local_stack
+    from worker.local.stack import local_stack
 
     os.environ["NOTIFY_CSV_MAX_ROWS"] = str(max(big_rows, 100_000))
     os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"

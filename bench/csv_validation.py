@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.csv_batches.columns import ColumnLayout
-from tasks.csv_batches.recipients import validate_sms_slow
+from tasks.csv_batches.validation.columns import ColumnLayout
+from tasks.csv_batches.validation.recipients import validate_sms_slow
 
 _BAD_EMAIL = ["someone@", "a..b@example.com", "no-at-sign.example.com", "x@localhost", ""]
 

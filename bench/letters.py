@@ -109,7 +109,7 @@ def _get_json(url: str) -> dict[str, int]:
 
 
 def _start_s3(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    from worker.services import free_port
+    from worker.local.servers import free_port
 
     port = free_port()
     process = subprocess.Popen(
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     s3_process, endpoint = _start_s3(env)
     env["S3_ENDPOINT_URL"] = endpoint
 
-    from worker.services import start_redis_server
+    from worker.local.servers import start_redis_server
 
     redis = start_redis_server()
     env["REDIS_URL"] = redis.url
@@ -198,8 +198,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         from storage import admin
         from storage.client import get_client
-        from storage.config import reload_settings
-        from worker.settings import reload_worker_settings
+        from storage.settings import reload_settings
+        from worker.runtime.settings import reload_worker_settings
 
         reload_worker_settings()
         settings = reload_settings()
@@ -212,15 +212,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         jobs = _upload(client, transient, args.letters, args.size)
         upload_seconds = time.perf_counter() - started
 
-        from worker import queues
-        from worker.stack import start_worker_process
+        from worker.local.stack import start_worker_process
+        from worker.runtime import queues
 
         worker = start_worker_process(
             env, workdir / "worker.log", concurrency=args.concurrency, queues=queues.LETTERS
         )
         from celery.result import ResultSet
 
-        from worker.app import app
+        from worker.runtime.app import app
 
         _get_json(endpoint + RESET_PATH)
         started = time.perf_counter()

@@ -152,8 +152,8 @@ def main() -> None:
     }
     env.pop("NOTIFY_REPORT_PART_SIZE", None)  # production part size
     os.environ.update(env)
-    from storage.config import reload_settings
-    from worker.services import embedded_s3
+    from storage.settings import reload_settings
+    from worker.local.servers import embedded_s3
 
     with embedded_s3() as endpoint:
         env["S3_ENDPOINT_URL"] = os.environ["S3_ENDPOINT_URL"] = endpoint

@@ -14,8 +14,8 @@ from typing import Any
 
 from storage.buckets import REGISTRY, SSE, TEMP_LOGO_TAG, BucketSpec
 from storage.client import get_client
-from storage.config import StorageSettings, get_settings
 from storage.errors import NotifyError, s3_errors
+from storage.settings import StorageSettings, get_settings
 
 ABORT_INCOMPLETE_UPLOADS_DAYS = 1
 TEMP_LOGO_EXPIRY_DAYS = 7

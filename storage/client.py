@@ -2,7 +2,8 @@
 
 boto3 clients are thread-safe but must not cross a fork (their connection pools would be
 shared by parent and children), so the client is keyed by pid: a prefork child that inherits
-the parent's client makes its own on first use.
+the parent's client makes its own on first use. It is keyed by the settings object too, so
+``storage.settings.reload_settings()`` gives the next caller a client for the new settings.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from storage.config import StorageSettings, get_settings
+from storage.settings import StorageSettings, get_settings
 
 _lock = threading.Lock()
 _client: Any = None
 _client_pid: int | None = None
+_client_settings: StorageSettings | None = None
 
 
 def client_config(settings: StorageSettings) -> Config:
@@ -48,18 +50,21 @@ def make_client(settings: StorageSettings | None = None) -> Any:
 
 def get_client() -> Any:
     """The process's shared S3 client."""
-    global _client, _client_pid
+    global _client, _client_pid, _client_settings
     pid = os.getpid()
-    if _client is None or _client_pid != pid:
+    settings = get_settings()
+    if _client is None or _client_pid != pid or _client_settings is not settings:
         with _lock:
-            if _client is None or _client_pid != pid:
-                _client = make_client()
+            if _client is None or _client_pid != pid or _client_settings is not settings:
+                _client = make_client(settings)
                 _client_pid = pid
+                _client_settings = settings
     return _client
 
 
 def reset_client() -> None:
-    global _client, _client_pid
+    global _client, _client_pid, _client_settings
     with _lock:
         _client = None
         _client_pid = None
+        _client_settings = None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 
 def reconcile(*, rebuild: bool | None = None) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
-from storage.config import get_settings
 from storage.objects import put_bytes
+from storage.settings import get_settings
 
 SERVICE = "9d3f4d1e-4a4b-4c5e-8f60-1a2b3c4d5e6f"
 OTHER_SERVICE = "0b7c1a52-2f7e-4e55-9c1d-6a5b4c3d2e1f"
@@ -113,7 +113,7 @@ def module_mock_s3() -> Iterator[object]:
 
     from storage import admin
     from storage.client import get_client
-    from storage.config import reload_settings
+    from storage.settings import reload_settings
 
     saved = os.environ.pop("S3_ENDPOINT_URL", None)
     with mock_aws():

@@ -38,7 +38,7 @@ os.environ.update(
     }
 )
 
-from worker.services import LocalRedis, redis_answers, start_redis_server  # noqa: E402
+from worker.local.servers import LocalRedis, redis_answers, start_redis_server  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 _redis: LocalRedis | None = None
@@ -66,14 +66,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     import sys
     from contextlib import suppress
 
-    if "worker.app" in sys.modules:
+    if "worker.runtime.app" in sys.modules:
         # Let results still pending unsubscribe while Redis is up, then close the backend's
         # pub/sub: otherwise its reconnect loop spins for 20 s after Redis has gone.
         import gc
 
         gc.collect()
         with suppress(Exception):
-            consumer = sys.modules["worker.app"].app.backend.result_consumer
+            consumer = sys.modules["worker.runtime.app"].app.backend.result_consumer
             consumer.stop()
             consumer.cancel_for = lambda *args, **kwargs: None
     if _redis is not None:
@@ -81,9 +81,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _reload() -> None:
-    from storage.config import reload_settings
-    from worker.redis_state import reset_redis
-    from worker.settings import reload_worker_settings
+    from storage.settings import reload_settings
+    from worker.runtime.redis_state import reset_redis
+    from worker.runtime.settings import reload_worker_settings
 
     reload_worker_settings()
     reload_settings()
@@ -93,7 +93,7 @@ def _reload() -> None:
 @pytest.fixture
 def redis_client():
     """The project's Redis, with every ``notify:`` key removed before and after the test."""
-    from worker.redis_state import get_redis
+    from worker.runtime.redis_state import get_redis
 
     client = get_redis()
 
@@ -126,7 +126,7 @@ def mock_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto's S3 server over real HTTP for the whole session."""
-    from worker.services import embedded_s3
+    from worker.local.servers import embedded_s3
 
     with embedded_s3() as endpoint:
         os.environ["S3_ENDPOINT_URL"] = endpoint
@@ -141,7 +141,7 @@ SSE_AUDIT_MAX_OBJECTS = 500  # per bucket; keeps teardown quick after bulk tests
 
 def assert_every_object_encrypted(client: object) -> None:
     """Every object in every registry bucket carries AES256 (buckets have no default here)."""
-    from storage.config import get_settings
+    from storage.settings import get_settings
 
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for name in get_settings().bucket_names.values():
@@ -173,7 +173,7 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
     from storage import admin
     from storage.client import get_client
-    from storage.config import get_settings
+    from storage.settings import get_settings
 
     monkeypatch.setenv("S3_ENDPOINT_URL", moto_endpoint)
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
@@ -188,7 +188,7 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def celery_app():
-    from worker.app import app
+    from worker.runtime.app import app
 
     app.loader.import_default_modules()
     return app
@@ -200,8 +200,8 @@ def celery_worker(celery_app, moto_endpoint: str):
     import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping)
     from celery.contrib.testing.worker import start_worker
 
-    from worker import queues
-    from worker.settings import get_worker_settings
+    from worker.runtime import queues
+    from worker.runtime.settings import get_worker_settings
 
     names = queues.all_queues(get_worker_settings().row_sink_queue)
     with start_worker(
@@ -225,7 +225,7 @@ def worker_env(**overrides: str) -> dict[str, str]:
 @pytest.fixture
 def prefork_worker(tmp_path: Path, moto_endpoint: str) -> Iterator[Callable[..., object]]:
     """Factory: start ``notify-worker worker`` (prefork) subprocesses; all stopped at the end."""
-    from worker.stack import start_worker_process
+    from worker.local.stack import start_worker_process
 
     started = []
 

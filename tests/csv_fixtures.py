@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from storage.config import get_settings
 from storage.keys import csv_upload_key
+from storage.settings import get_settings
 
 SERVICE_ID = "6ce466d0-fd6a-11e5-82f5-e0accb9d11a6"
 TEMPLATE_ID = "f6d9a4d2-8a1f-4c5e-9a85-0fd7c7b0c0a1"
@@ -164,7 +164,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
 @contextmanager
 def worker_settings(monkeypatch: Any, **env: str) -> Iterator[None]:
     """Set NOTIFY_* env vars and reload the settings for the duration (restored after)."""
-    from worker.settings import reload_worker_settings
+    from worker.runtime.settings import reload_worker_settings
 
     with monkeypatch.context() as patch:
         for name, value in env.items():
@@ -192,9 +192,9 @@ def module_mock_s3() -> Iterator[Any]:
     from moto import mock_aws
 
     from storage.client import get_client
-    from storage.config import reload_settings
-    from worker.redis_state import reset_redis
-    from worker.settings import reload_worker_settings
+    from storage.settings import reload_settings
+    from worker.runtime.redis_state import reset_redis
+    from worker.runtime.settings import reload_worker_settings
 
     saved = os.environ.pop("S3_ENDPOINT_URL", None)
     try:

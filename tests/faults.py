@@ -27,7 +27,7 @@ S3 operation (requests, and faults by kind), and every write is checked for
 queues deterministic faults for targeted tests.
 
 In-process code uses it by pointing ``S3_ENDPOINT_URL`` at ``proxy.url`` and calling
-``storage.config.reload_settings()`` (the ``s3_faults`` fixture does both); prefork workers get
+``storage.settings.reload_settings()`` (the ``s3_faults`` fixture does both); prefork workers get
 ``S3_ENDPOINT_URL=proxy.url`` in their environment (``reliability_fixtures.start_worker``).
 The proxy runs in the test process, so its counters include what the workers did.
 
@@ -629,7 +629,7 @@ def s3_faults_fixture(
 ) -> Iterator[FaultProxy]:
     """``s3`` (clean buckets; its client talks to moto directly) plus this process's
     ``get_client()`` going through the fault proxy."""
-    from storage.config import reload_settings
+    from storage.settings import reload_settings
 
     monkeypatch.setenv("S3_ENDPOINT_URL", fault_proxy.url)
     reload_settings()

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import quote
 
 from storage.buckets import SSE
-from storage.config import get_settings
 from storage.keys import transient_letter_key
+from storage.settings import get_settings
 
 RECIPIENT = "Ms Secret Recipient\n1 Hidden Street\nSW1A 1AA"
 FILENAME = "private-letter-name.pdf"
@@ -198,8 +198,8 @@ def module_mock_s3() -> Iterator[Any]:
 
     from storage import admin
     from storage.client import get_client
-    from storage.config import reload_settings
-    from worker.settings import reload_worker_settings
+    from storage.settings import reload_settings
+    from worker.runtime.settings import reload_worker_settings
 
     saved = os.environ.pop("S3_ENDPOINT_URL", None)
     try:

@@ -11,8 +11,8 @@ import os
 import signal
 from typing import Any
 
-from worker.app import app
-from worker.redis_state import get_redis, key
+from worker.runtime.app import app
+from worker.runtime.redis_state import get_redis, key
 
 POISON_QUEUE = "tests-poison"
 DIE = "tests.poison.die"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from worker.stack import WorkerProcess, start_worker_process
+from worker.local.stack import WorkerProcess, start_worker_process
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # tests.* modules are imported by dotted path
@@ -57,7 +57,8 @@ def start_worker(
     extra_args: Sequence[str] = (),
     ready_timeout: float = 60,
 ) -> WorkerProcess:
-    """A prefork worker with this module's host name prefix (``worker.stack`` does the rest)."""
+    """A prefork worker with this module's host name prefix (``worker.local.stack`` does
+    the rest)."""
     return start_worker_process(
         env,
         log_path,
@@ -106,7 +107,7 @@ def fresh_s3(moto_endpoint: str) -> Any:
 
     from storage import admin
     from storage.client import get_client
-    from storage.config import get_settings, reload_settings
+    from storage.settings import get_settings, reload_settings
 
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     reload_settings()
@@ -129,7 +130,7 @@ def audit_sse(request: pytest.FixtureRequest, client: Any) -> None:
 
 def wipe_notify_state() -> None:
     """Remove every ``notify:`` key (what the ``redis_client`` fixture does per test)."""
-    from worker.redis_state import get_redis
+    from worker.runtime.redis_state import get_redis
 
     r = get_redis()
     keys = list(r.scan_iter("notify:*", count=1000))

@@ -27,7 +27,7 @@ def report_plugins(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def report_bucket() -> str:
-    from storage.config import get_settings
+    from storage.settings import get_settings
 
     return get_settings().bucket("report-downloads")
 

@@ -1,1 +1,3 @@
-"""The Celery side: app, task base class, settings, CLI, beat schedule and web-app client."""
+"""The workers: a runtime that tasks build on (``worker.runtime``), the front-ends above the
+tasks (``worker.cli``, ``worker.backfill``, ``worker.demo``, ``worker.local``) and the web
+app's client (``worker.client``)."""

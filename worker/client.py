@@ -20,8 +20,8 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from storage.keys import isoformat, parse_timestamp, require_uuid
-from worker import queues
-from worker.settings import get_worker_settings
+from worker.runtime import queues
+from worker.runtime.settings import get_worker_settings
 
 TemplateType = Literal["sms", "email", "letter"]
 Postage = Literal["first", "second", "economy", "europe", "rest-of-world"]
@@ -31,7 +31,7 @@ CsvSource = Literal["csv-upload", "contact-list"]
 class NotifyClient:
     def __init__(self, app: Celery | None = None) -> None:
         if app is None:
-            from worker.app import app as default_app
+            from worker.runtime.app import app as default_app
 
             app = default_app
         self.app = app

@@ -34,10 +34,10 @@ from storage.buckets import (
     CleanupRule,
     spec,
 )
-from storage.config import env_int
 from storage.errors import ConfigurationError, InvalidInput, S3NotFound, TransientError
 from storage.listing import ListedObject
 from storage.objects import ObjectInfo, head
+from storage.settings import env_int
 from tasks.cleanup.reference import ReferenceCheck, load_reference_check
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from storage.errors import NotifyError
-from worker.plugins import load_callable
+from worker.runtime.plugins import load_callable
 
 ENV = "NOTIFY_REFERENCE_CHECK"
 MAX_KEYS_PER_CALL = 1000

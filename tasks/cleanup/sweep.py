@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage.client import get_client
-from storage.config import env_int, get_settings
 from storage.deletes import MAX_KEYS_PER_DELETE, delete_keys
 from storage.errors import InvalidInput, NotifyError, S3NotFound, s3_errors
 from storage.keys import isoformat, parse_timestamp
 from storage.listing import iter_multipart_uploads, iter_pages
+from storage.settings import env_int, get_settings
 from tasks.cleanup.audit import AuditLog
 from tasks.cleanup.policies import Candidate, Policy, policy_for
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.cleanup.sweep import sweep
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 
 @app.task(name=queues.CLEANUP_SWEEP, queue=queues.CLEANUP)

@@ -28,14 +28,14 @@ from celery import Celery
 from storage.errors import S3NotFound, S3PreconditionFailed, TransientError
 from storage.keys import isoformat
 from storage.objects import ObjectInfo, head, open_stream
-from tasks.csv_batches import outcome, scheduling
+from tasks.csv_batches import outcome_metadata, scheduling
 from tasks.csv_batches import state as st
-from tasks.csv_batches.columns import ColumnLayout, FileError
 from tasks.csv_batches.fanout import MAX_BATCH_ROWS, BatchEncoder, BatchPublisher
 from tasks.csv_batches.reader import CsvReader
 from tasks.csv_batches.spec import JobSpec
-from worker.queues import bulk_queue
-from worker.settings import get_worker_settings
+from tasks.csv_batches.validation.columns import ColumnLayout, FileError
+from worker.runtime.queues import bulk_queue
+from worker.runtime.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _run(spec: JobSpec, token: str, app: Celery | None, queue: str | None) -> di
         st.finish(upload_id, st.FAILED, {"error_code": "file_not_found", "error_message": message})
         return {"status": "failed", "error_code": "file_not_found", "error_message": message}
 
-    recorded = outcome.recorded_outcome(info.metadata)
+    recorded = outcome_metadata.recorded_outcome(info.metadata)
     if recorded is not None:
         # The outcome is on the object already (Redis may have lost it, or we died just after
         # writing it): make Redis agree and change nothing else.
@@ -277,7 +277,7 @@ def dispatch(
 ) -> dict[str, int]:
     """Pass 2: validate rows after ``checkpoint`` and publish the valid ones in batches."""
     if app is None:
-        from worker.app import app as default_app
+        from worker.runtime.app import app as default_app
 
         app = default_app
     upload_id = spec.upload_id
@@ -342,7 +342,7 @@ def dispatch(
 
 def _finish(spec: JobSpec, info: ObjectInfo, counters: dict[str, int]) -> dict[str, Any]:
     finished_at = isoformat(datetime.now(UTC))
-    fields = outcome.outcome_fields(
+    fields = outcome_metadata.outcome_fields(
         st.FINISHED,
         total=counters["total"],
         dispatched=counters["dispatched"],
@@ -351,8 +351,8 @@ def _finish(spec: JobSpec, info: ObjectInfo, counters: dict[str, int]) -> dict[s
         params_json=spec.params_json(),
         source_etag=info.etag,
     )
-    metadata, new_etag = outcome.write_outcome(spec.bucket, spec.key, fields)
-    recorded = outcome.recorded_outcome(metadata) or {}
+    metadata, new_etag = outcome_metadata.write_outcome(spec.bucket, spec.key, fields)
+    recorded = outcome_metadata.recorded_outcome(metadata) or {}
     state = {
         "total": recorded.get("rows_total"),
         "dispatched": recorded.get("rows_dispatched"),
@@ -381,7 +381,7 @@ def _fail(
 ) -> dict[str, Any]:
     """A file-level error: record it on the object and in Redis; the job is over."""
     logger.warning("job failed: %s (%s)", error.code, error.message)
-    fields = outcome.outcome_fields(
+    fields = outcome_metadata.outcome_fields(
         st.FAILED,
         total=counters.get("total", 0),
         dispatched=counters.get("dispatched", 0),
@@ -391,8 +391,8 @@ def _fail(
         params_json=spec.params_json(),
         source_etag=info.etag,
     )
-    metadata, new_etag = outcome.write_outcome(spec.bucket, spec.key, fields)
-    recorded = outcome.recorded_outcome(metadata) or {}
+    metadata, new_etag = outcome_metadata.write_outcome(spec.bucket, spec.key, fields)
+    recorded = outcome_metadata.recorded_outcome(metadata) or {}
     st.finish(
         spec.upload_id,
         str(recorded.get("job_status", st.FAILED)),

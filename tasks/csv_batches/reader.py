@@ -35,8 +35,8 @@ import string
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from tasks.csv_batches.columns import FileError
-from tasks.csv_batches.recipients import OBSCURE_WHITESPACE
+from tasks.csv_batches.validation.columns import FileError
+from tasks.csv_batches.validation.recipients import OBSCURE_WHITESPACE
 
 MAX_RECORD_BYTES = 1024 * 1024
 MAX_COLUMNS = 1000

@@ -29,17 +29,17 @@ from typing import Any
 
 from celery import Celery
 
-from storage.config import get_settings
 from storage.errors import NotifyError
 from storage.keys import parse_csv_upload_key, parse_timestamp
 from storage.listing import iter_objects
 from storage.objects import head_or_none
-from tasks.csv_batches import outcome, scheduling
+from storage.settings import get_settings
+from tasks.csv_batches import outcome_metadata, scheduling
 from tasks.csv_batches import state as st
 from tasks.csv_batches.fanout import MAX_BATCH_ROWS
 from tasks.csv_batches.spec import SOURCES, JobSpec
-from worker import queues
-from worker.settings import get_worker_settings
+from worker.runtime import queues
+from worker.runtime.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ REBUILD_WINDOW = timedelta(days=15)
 
 def _app(app: Celery | None) -> Celery:
     if app is None:
-        from worker.app import app as default_app
+        from worker.runtime.app import app as default_app
 
         return default_app
     return app
@@ -146,10 +146,10 @@ def _give_up(upload_id: str, state: dict[str, str], code: str = "job_stalled") -
     counters = {k: int(state.get(k) or 0) for k in ("total", "dispatched", "invalid")}
     try:
         spec = JobSpec.from_params(state.get("service_id", ""), upload_id, st.job_params(state))
-        outcome.write_outcome(
+        outcome_metadata.write_outcome(
             spec.bucket,
             spec.key,
-            outcome.outcome_fields(
+            outcome_metadata.outcome_fields(
                 st.FAILED,
                 **counters,
                 finished_at=st.now_iso(),

@@ -29,9 +29,9 @@ from storage.errors import S3NotFound, S3PreconditionFailed, TransientError
 from storage.objects import head
 from tasks.csv_batches import processing
 from tasks.csv_batches import state as st
-from tasks.csv_batches.columns import FileError
 from tasks.csv_batches.spec import JobSpec
-from worker.settings import get_worker_settings
+from tasks.csv_batches.validation.columns import FileError
+from worker.runtime.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
 

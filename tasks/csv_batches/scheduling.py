@@ -25,15 +25,15 @@ from typing import Any
 
 from celery import Celery
 
-from storage.config import get_settings
 from storage.errors import InvalidInput, NotifyError, S3NotFound
 from storage.keys import csv_upload_key, isoformat, parse_timestamp, require_uuid
 from storage.objects import ObjectInfo, head, head_or_none
-from tasks.csv_batches import outcome
+from storage.settings import get_settings
+from tasks.csv_batches import outcome_metadata
 from tasks.csv_batches import state as st
 from tasks.csv_batches.spec import SOURCES, JobSpec
-from worker import queues
-from worker.settings import get_worker_settings
+from worker.runtime import queues
+from worker.runtime.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def schedule_job(spec: JobSpec, due: datetime, *, queue: str | None = None) -> d
             f"The CSV file for upload {spec.upload_id} does not exist in {spec.source}.",
             code="file_not_found",
         ) from None
-    recorded = outcome.recorded_outcome(info.metadata)
+    recorded = outcome_metadata.recorded_outcome(info.metadata)
     if recorded is not None:
         return {
             "status": "skipped",
@@ -91,7 +91,7 @@ def schedule_job(spec: JobSpec, due: datetime, *, queue: str | None = None) -> d
         info.metadata.get("scheduled_for") != due_iso
         or info.metadata.get("processing_params") != params
     ):
-        outcome.write_metadata(
+        outcome_metadata.write_metadata(
             spec.bucket, spec.key, {"scheduled_for": due_iso, "processing_params": params}
         )
     status = st.record_scheduled(
@@ -121,7 +121,7 @@ def _scheduled_fields(
 def release_due(*, app: Celery | None = None, now: float | None = None) -> dict[str, Any]:
     """Start every scheduled job that is due, each exactly once."""
     if app is None:
-        from worker.app import app as default_app
+        from worker.runtime.app import app as default_app
 
         app = default_app
     now = time.time() if now is None else now
@@ -234,11 +234,11 @@ def _cancel_without_state(service_id: str, upload_id: str) -> dict[str, Any] | N
 
 
 def _write_cancelled(bucket: str, key: str) -> None:
-    fields = outcome.outcome_fields(
+    fields = outcome_metadata.outcome_fields(
         st.CANCELLED, total=0, dispatched=0, invalid=0, finished_at=st.now_iso()
     )
     try:
-        outcome.write_outcome(bucket, key, fields)
+        outcome_metadata.write_outcome(bucket, key, fields)
     except S3NotFound:
         logger.warning("cancelled job's CSV is gone; nothing to record on it")
 

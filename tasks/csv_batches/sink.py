@@ -21,10 +21,10 @@ from storage.errors import InvalidInput
 from storage.keys import require_uuid
 from tasks.csv_batches import state as st
 from tasks.csv_batches.fanout import MAX_BATCH_ROWS
-from worker import queues
-from worker.app import app
-from worker.redis_state import get_redis
-from worker.settings import get_worker_settings
+from worker.runtime import queues
+from worker.runtime.app import app
+from worker.runtime.redis_state import get_redis
+from worker.runtime.settings import get_worker_settings
 
 # ARGV: expiry, now (epoch seconds), then notification_id / row JSON pairs.
 _STORE = """

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from storage.config import get_settings
 from storage.errors import InvalidInput
 from storage.keys import csv_upload_key, require_uuid
-from tasks.csv_batches.columns import TEMPLATE_TYPES
+from storage.settings import get_settings
+from tasks.csv_batches.validation.columns import TEMPLATE_TYPES
 
 SOURCES = ("csv-upload", "contact-list")
 OPTION_NAMES = (

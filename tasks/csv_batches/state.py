@@ -34,8 +34,8 @@ from typing import Any
 import redis
 
 from storage.keys import isoformat
-from worker.redis_state import get_redis, key
-from worker.settings import get_worker_settings
+from worker.runtime.redis_state import get_redis, key
+from worker.runtime.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
 

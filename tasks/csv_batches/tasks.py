@@ -7,8 +7,8 @@ from typing import Any
 from tasks.csv_batches import processing, scheduling
 from tasks.csv_batches.sink import save_batch_task
 from tasks.csv_batches.spec import JobSpec
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 __all__ = ["cancel", "process_batch", "release_due", "save_batch_task"]
 

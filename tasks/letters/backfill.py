@@ -9,7 +9,7 @@ line (the transient bucket alone does not know a letter's reference, postage or 
 Blank lines are ignored. Every line is checked as the task would check it (ids, reference,
 postage, created_at) before anything runs, and a bad line is reported with its line number.
 The file is read line by line, so its size does not matter. The shared backfill framework
-(``worker/backfill.py``) adds the progress bar, resume, ``--dry-run`` and ``--concurrency``.
+(``worker.backfill``) adds the progress bar, resume, ``--dry-run`` and ``--concurrency``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from storage.errors import InvalidInput, NotifyError
 from tasks.letters.moves import move_letter, plan_move
-from worker.backfill_items import MAX_LINE_CHARS, read_lines
+from worker.runtime.backfill_items import MAX_LINE_CHARS, read_lines
 
 REQUIRED_FIELDS = ("service_id", "upload_id", "reference", "postage", "created_at")
 OPTIONAL_FIELDS = ("backup",)

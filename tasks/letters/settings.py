@@ -6,10 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from storage.config import StorageSettings, env_int, get_settings
 from storage.copies import COPY_PART_SIZE, MAX_SINGLE_COPY
 from storage.errors import ConfigurationError
-from worker.settings import get_worker_settings
+from storage.settings import StorageSettings, env_int, get_settings
+from worker.runtime.settings import get_worker_settings
 
 MULTIPART_THRESHOLD_ENV = "NOTIFY_LETTER_MULTIPART_THRESHOLD_BYTES"
 COPY_PART_SIZE_ENV = "NOTIFY_LETTER_COPY_PART_BYTES"

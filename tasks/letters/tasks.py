@@ -1,7 +1,7 @@
 """Celery tasks of the letters workflow: thin wrappers over the cores (SPEC §3, §5).
 
-The base class (``worker.base.NotifyTask``) turns a ``NotifyError`` into the failed result and
-retries ``TransientError`` (``LetterRetry`` included) with backoff.
+The base class (``worker.runtime.base.NotifyTask``) turns a ``NotifyError`` into the failed
+result and retries ``TransientError`` (``LetterRetry`` included) with backoff.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 from storage.errors import InvalidInput
 from tasks.letters.moves import move_letter
 from tasks.letters.sweep import sweep_transient_letters
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 
 def _refuse_unknown(unknown: dict[str, Any]) -> None:

@@ -23,16 +23,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage.config import get_settings
 from storage.errors import InvalidInput, S3PreconditionFailed, TransientError
 from storage.keys import isoformat, report_key, require_uuid
 from storage.objects import ObjectInfo, head_or_none
-from tasks.reports.config import report_settings
+from storage.settings import get_settings
 from tasks.reports.existing import abort_stale_uploads, existing_row_count
 from tasks.reports.kinds import get_kind
+from tasks.reports.settings import report_settings
 from tasks.reports.writer import EXPIRY_TAG, ROW_COUNT_TAG, Progress, set_tags, write_csv
-from worker.logs import log_context
-from worker.settings import get_worker_settings
+from worker.runtime.logs import log_context
+from worker.runtime.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from storage.errors import ConfigurationError, InvalidInput
 from storage.keys import require_kind
-from tasks.reports.config import report_settings
 from tasks.reports.params import require_mapping
+from tasks.reports.settings import report_settings
 from tasks.reports.sources import job_outcome, notifications, storage_usage, uploads
-from worker.plugins import load_callable
+from worker.runtime.plugins import load_callable
 
 logger = logging.getLogger(__name__)
 

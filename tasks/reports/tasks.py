@@ -11,8 +11,8 @@ from celery import Task, signals
 from storage.errors import ConfigurationError
 from tasks.reports.generate import generate_report
 from tasks.reports.kinds import registry
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 logger = logging.getLogger(__name__)
 

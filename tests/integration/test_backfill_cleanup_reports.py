@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from storage.config import get_settings
+from storage.settings import get_settings
+from tasks.reports.backfill import report_request_id
 from tests.cleanup_fixtures import SERVICE, keys_in, new_id, put_aged
 from tests.ops_fixtures import invoke
-from worker.backfill_items import report_request_id
-from worker.beat import cleanup_purposes
+from worker.runtime.beat import cleanup_purposes
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.config import get_settings
 from storage.keys import csv_upload_key
+from storage.settings import get_settings
 from tests.csv_fixtures import TEMPLATE_ID, WEB_APP_METADATA, csv_text, sms_rows, upload
 from tests.ops_fixtures import invoke
 

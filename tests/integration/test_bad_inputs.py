@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from storage.buckets import SSE
-from storage.config import get_settings
 from storage.keys import csv_upload_key, transient_letter_key
+from storage.settings import get_settings
 from tasks.csv_batches import state as st
 from tests.data.bad_inputs.corpus import CASES, WEB_APP_METADATA, Case
 from tests.poison_tasks import DIE, POISON_QUEUE, deliveries_key
@@ -32,8 +32,8 @@ from tests.reliability_fixtures import (  # noqa: F401
     wait_for,
     wipe_notify_state,
 )
-from worker import deadletter, queues
-from worker.app import app
+from worker.runtime import deadletter, queues
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ def _send(run: Run) -> Any:
 
 def _observe(s3: Any, run: Run) -> None:
     """Record what the run left behind (checked by the case's own test)."""
-    from worker.redis_state import get_redis
+    from worker.runtime.redis_state import get_redis
 
     settings = get_settings()
     seen = run.seen
@@ -170,8 +170,8 @@ PROTECTED_SEED = {
 def corpus_runs(moto_endpoint, celery_worker, request) -> dict[str, Run]:
     """Every case through the real worker, once; returns the runs by case name."""
     from tests.cleanup_fixtures import seed
-    from worker import base
-    from worker.settings import reload_worker_settings
+    from worker.runtime import base
+    from worker.runtime.settings import reload_worker_settings
 
     s3 = fresh_s3(moto_endpoint)
     wipe_notify_state()

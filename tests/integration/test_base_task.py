@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from storage.errors import InvalidInput, S3Transient
-from worker import deadletter, queues
-from worker.app import app
-from worker.redis_state import key
+from worker.runtime import deadletter, queues
+from worker.runtime.app import app
+from worker.runtime.redis_state import key
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def broken_task(marker: str) -> dict:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    from worker import base
+    from worker.runtime import base
 
     monkeypatch.setattr(base, "backoff_seconds", lambda retries: 0.05)
 
@@ -90,7 +90,7 @@ def test_unexpected_errors_are_failed_and_dead_lettered(celery_worker, redis_cli
 
 
 def test_redelivery_cap_stops_a_poison_message(celery_worker, redis_client):
-    from worker.settings import get_worker_settings
+    from worker.runtime.settings import get_worker_settings
 
     marker = str(uuid.uuid4())
     task_id = str(uuid.uuid4())

@@ -109,7 +109,7 @@ def add_fast_entry(queue: str) -> None:
     from celery.schedules import schedule
     from redbeat import RedBeatSchedulerEntry
 
-    from worker import beat
+    from worker.runtime import beat
 
     app = Celery("beat-test", broker=beat_db_url())
     app.conf.update(redbeat_redis_url=beat_db_url(), redbeat_key_prefix=beat.KEY_PREFIX)

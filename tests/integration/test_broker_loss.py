@@ -36,9 +36,9 @@ from tests.csv_fixtures import (
     worker_settings,
 )
 from tests.reliability_fixtures import private_queue, rel_workers_fixture, wait_for  # noqa: F401
-from worker import queues
-from worker.app import app
-from worker.settings import get_worker_settings
+from worker.runtime import queues
+from worker.runtime.app import app
+from worker.runtime.settings import get_worker_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def _settings_restored():
     """Set up before ``monkeypatch``, so torn down after it: the settings are read again from
     the restored environment (the tests shorten the stale period in this process)."""
     yield
-    from worker.settings import reload_worker_settings
+    from worker.runtime.settings import reload_worker_settings
 
     reload_worker_settings()
 
@@ -99,7 +99,7 @@ def _reconcile_until(done, monkeypatch, what: str, timeout: float = 120) -> dict
     """Run the reconciler (as beat would, every minute) until ``done()``; returns how many jobs
     it re-drove (``resumed``) and how many finished jobs' rows it re-sent (``resent``)."""
     from tasks.reconcile import reconcile
-    from worker.settings import reload_worker_settings
+    from worker.runtime.settings import reload_worker_settings
 
     monkeypatch.setenv("NOTIFY_JOB_STALE_SECONDS", str(STALE))
     reload_worker_settings()
@@ -241,7 +241,7 @@ def test_an_external_sinks_batches_lost_in_a_broker_restart_are_sent_again(
     the sink; the reconciler sees the new life and has the same messages sent again. Batches
     seen leaving the broker on the job's own life are never re-sent."""
     from tasks.reconcile import reconcile
-    from worker.settings import get_worker_settings
+    from worker.runtime.settings import get_worker_settings
 
     sink_queue = private_queue("loss-ext")  # nobody consumes it: the sink is "slow"
     with worker_settings(
@@ -295,7 +295,7 @@ def test_a_job_whose_message_the_broker_lost_before_it_started_runs_once(
 
     from tasks.reconcile import reconcile
     from worker.client import NotifyClient
-    from worker.settings import get_worker_settings
+    from worker.runtime.settings import get_worker_settings
 
     parts = urlsplit(get_worker_settings().redis_url)
     db = (int(parts.path.strip("/") or 0) + 2) % 16

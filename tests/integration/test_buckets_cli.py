@@ -96,7 +96,7 @@ def test_production_without_bucket_variables_fails_naming_them():
 
 
 def test_worker_refuses_to_start_without_bucket_variables(tmp_path):
-    from worker.stack import start_worker_process
+    from worker.local.stack import start_worker_process
 
     env = dict(os.environ, NOTIFY_ENVIRONMENT="production")
     with pytest.raises(RuntimeError) as caught:

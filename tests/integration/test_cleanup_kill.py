@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.cleanup_fixtures import SERVICE, audit_lines, keys_in, new_id, seed
-from worker import queues
+from worker.runtime import queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,8 +21,8 @@ from tests.cleanup_fixtures import (
     put_aged,
     seed,
 )
-from worker import queues
 from worker.client import NotifyClient, send_by_name
+from worker.runtime import queues
 
 pytestmark = pytest.mark.integration
 

@@ -76,7 +76,7 @@ def test_job_runs_through_the_worker_and_the_built_in_sink(celery_worker, s3, re
 def test_messages_on_the_real_broker_have_the_spec_shape(s3, redis_client, monkeypatch):
     from tasks.csv_batches import processing
     from tests.csv_fixtures import make_spec, worker_settings
-    from worker.settings import get_worker_settings
+    from worker.runtime.settings import get_worker_settings
 
     queue = f"test-sink-{uuid.uuid4()}"  # no worker consumes it
     upload_id = upload(s3, csv_text(["phone number", "name"], sms_rows(2100, bad_every=100)))
@@ -145,7 +145,7 @@ def test_contact_list_job_through_the_worker(celery_worker, s3, redis_client):
 
 
 def _broker_url() -> str:
-    from worker.settings import get_worker_settings
+    from worker.runtime.settings import get_worker_settings
 
     return get_worker_settings().redis_url
 
@@ -162,7 +162,7 @@ def private_queues() -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_two_deliveries_at_once_run_the_job_once(prefork_worker, s3, redis_client):
-    from worker.app import app
+    from worker.runtime.app import app
 
     job_queue, sink_queue = private_queues()
     # The sink's queue is not consumed: the test reads every batch the job sent.
@@ -195,7 +195,7 @@ def test_a_job_killed_mid_way_resumes_and_the_sink_holds_each_row_once(
     from celery.result import AsyncResult
 
     from tasks.csv_batches import recovery
-    from worker.app import app
+    from worker.runtime.app import app
 
     job_queue, sink_queue = private_queues()
     env = {
@@ -227,7 +227,7 @@ def test_a_job_killed_mid_way_resumes_and_the_sink_holds_each_row_once(
     second = prefork_worker(concurrency=2, queues=sink_queues, **env)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NOTIFY_JOB_STALE_SECONDS", "2")
-        from worker.settings import reload_worker_settings
+        from worker.runtime.settings import reload_worker_settings
 
         reload_worker_settings()
         try:

@@ -18,8 +18,8 @@ _PER_MESSAGE = {"id", "root_id", "origin"}
 
 def test_publish_encoded_sends_what_send_task_sends(redis_client):
     import tasks.csv_batches.tasks  # noqa: F401  (registers the sink task, as in a worker)
-    from worker.app import app
-    from worker.settings import get_worker_settings
+    from worker.runtime.app import app
+    from worker.runtime.settings import get_worker_settings
 
     app.finalize()  # as in a worker: send_task then sees the registered task's options
     upload_id = str(uuid.uuid4())
@@ -71,8 +71,8 @@ def test_an_encoded_batch_sends_no_task_sent_event(redis_client):
     that runs them); a plain send_task still sends one."""
     import redis
 
-    from worker.app import app
-    from worker.settings import get_worker_settings
+    from worker.runtime.app import app
+    from worker.runtime.settings import get_worker_settings
 
     assert app.conf.task_send_sent_event
     upload_id = str(uuid.uuid4())

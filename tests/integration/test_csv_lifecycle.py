@@ -37,8 +37,8 @@ def private_queues() -> tuple[str, str]:
 
 
 def send(name: str, kwargs: dict, queue: str | None = None):
-    from worker.app import app
     from worker.client import send_by_name
+    from worker.runtime.app import app
 
     if queue is None:
         return send_by_name(name, kwargs)

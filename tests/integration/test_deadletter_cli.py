@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from tests.ops_fixtures import invoke
-from worker import deadletter, queues
-from worker.app import app
-from worker.redis_state import key
+from worker.runtime import deadletter, queues
+from worker.runtime.app import app
+from worker.runtime.redis_state import key
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ SECRET = "07700900123"  # stands for a recipient: must never be printed
 @app.task(name="tests.ops.broken_until_fixed", queue=queues.PERIODIC)
 def broken_until_fixed(marker: str, recipient: str) -> dict:
     """Fails (unexpectedly: a dead letter) until the test 'deploys the fix' in Redis."""
-    from worker.redis_state import get_redis
+    from worker.runtime.redis_state import get_redis
 
     r = get_redis()
     r.rpush(key("test", marker, "calls"), recipient)
@@ -98,7 +98,7 @@ def test_replay_all_and_refusals(celery_worker, redis_client):
 
 
 def test_the_store_expires(celery_worker, redis_client):
-    from worker.settings import get_worker_settings
+    from worker.runtime.settings import get_worker_settings
 
     fail_once(redis_client)
     ttl = redis_client.ttl(deadletter.DEADLETTER_KEY)

@@ -19,8 +19,8 @@ from storage.keys import isoformat
 from tests.cleanup_fixtures import SERVICE, age, audit_lines, keys_in, put, seed, wipe_buckets
 from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
 from tests.plugins import reference_check
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def _run_all(s3_faults) -> dict:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    from worker import base
+    from worker.runtime import base
 
     monkeypatch.setattr(base, "backoff_seconds", lambda retries: 0.1)
 

@@ -13,14 +13,14 @@ import logging
 
 import pytest
 
-from storage.config import get_settings
 from storage.keys import csv_upload_key
+from storage.settings import get_settings
 from tasks.csv_batches import state as st
 from tests.csv_fixtures import SERVICE_ID, WEB_APP_METADATA, csv_text, job_kwargs, sms_rows, upload
 from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
 from tests.reliability_fixtures import wait_for
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def _run_all(s3, redis_client) -> dict[str, dict]:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    from worker import base
+    from worker.runtime import base
 
     monkeypatch.setattr(base, "backoff_seconds", lambda retries: 0.1)
 

@@ -16,12 +16,12 @@ import uuid
 
 import pytest
 
-from storage.config import get_settings
+from storage.settings import get_settings
 from tests.cleanup_fixtures import wipe_buckets
 from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
 from tests.letters_fixtures import pdf_body, put_letter
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def _run_all(s3) -> dict:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    from worker import base
+    from worker.runtime import base
 
     monkeypatch.setattr(base, "backoff_seconds", lambda retries: 0.1)
 

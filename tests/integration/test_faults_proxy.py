@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 
 from storage.buckets import SSE
 from storage.client import client_config, get_client
-from storage.config import get_settings
+from storage.settings import get_settings
 from tests.faults import DEFAULT_KINDS, FaultProxy, operation_name
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def module_proxy(moto_endpoint):
     """
     import os
 
-    from storage.config import reload_settings
+    from storage.settings import reload_settings
 
     with FaultProxy(moto_endpoint) as proxy:
         os.environ["S3_ENDPOINT_URL"] = proxy.url

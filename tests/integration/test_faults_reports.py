@@ -14,12 +14,12 @@ import uuid
 
 import pytest
 
-from storage.config import get_settings
+from storage.settings import get_settings
 from tests.csv_fixtures import WEB_APP_METADATA, csv_text, sms_rows
 from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
 from tests.reports_fixtures import SERVICE, report_plugins  # noqa: F401
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 pytestmark = [
     pytest.mark.integration,
@@ -92,7 +92,7 @@ def _run_all(s3) -> list[dict]:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    from worker import base
+    from worker.runtime import base
 
     monkeypatch.setattr(base, "backoff_seconds", lambda retries: 0.1)
 

@@ -25,7 +25,7 @@ from tests.letters_fixtures import (
     read,
 )
 from tests.letters_fixtures import transient_bucket as transient
-from worker import queues
+from worker.runtime import queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ def private_queue() -> str:
 
 
 def send(kwargs: dict, queue: str):
-    from worker.app import app
+    from worker.runtime.app import app
 
     return app.send_task(queues.LETTERS_MOVE_TRANSIENT, kwargs=kwargs, queue=queue)
 

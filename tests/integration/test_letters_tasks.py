@@ -25,7 +25,7 @@ from tests.letters_fixtures import (
     read,
     transient_bucket,
 )
-from worker import queues
+from worker.runtime import queues
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ TIMEOUT = 30
 
 
 def send(name: str, kwargs: dict[str, Any], **options: Any):
-    from worker.app import app
+    from worker.runtime.app import app
 
     return app.send_task(name, kwargs=kwargs, queue=queues.TASK_QUEUES[name], **options)
 

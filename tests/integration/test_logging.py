@@ -10,9 +10,9 @@ import uuid
 import pytest
 
 from storage.errors import InvalidInput
-from worker import queues
-from worker.app import app
-from worker.logs import CONTEXT_FIELDS, ContextFilter
+from worker.runtime import queues
+from worker.runtime.app import app
+from worker.runtime.logs import CONTEXT_FIELDS, ContextFilter
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,8 @@ from tests.reports_fixtures import (  # noqa: F401
     report_bucket,
     report_plugins,
 )
-from worker import queues
 from worker.client import NotifyClient
+from worker.runtime import queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("report_plugins")]
 

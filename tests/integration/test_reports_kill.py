@@ -21,8 +21,8 @@ from tests.reports_fixtures import (  # noqa: F401
     report_bucket,
     report_plugins,
 )
-from worker import queues
-from worker.app import app
+from worker.runtime import queues
+from worker.runtime.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("report_plugins")]
 

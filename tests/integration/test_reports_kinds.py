@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from storage.config import get_settings
 from storage.errors import InvalidInput
 from storage.keys import csv_upload_key, isoformat
 from storage.objects import head, put_bytes
+from storage.settings import get_settings
 from tasks.reports.generate import generate_report
 from tests.reports_fixtures import (  # noqa: F401
     OTHER_SERVICE,
@@ -26,13 +26,13 @@ from tests.reports_fixtures import (  # noqa: F401
     report_bucket,
     report_plugins,
 )
-from worker import queues
 from worker.client import NotifyClient
+from worker.runtime import queues
 
 pytestmark = pytest.mark.integration
 
 TEMPLATE = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
-HAS_OUTCOMES = importlib.util.find_spec("tasks.csv_batches.outcomes") is not None
+HAS_OUTCOMES = importlib.util.find_spec("tasks.csv_batches.row_outcomes") is not None
 
 
 def new_id() -> str:
@@ -122,7 +122,7 @@ def test_storage_usage_groups_every_bucket_by_purpose_and_service(s3):
     assert oldest <= newest and newest.endswith("Z")
 
 
-@pytest.mark.skipif(not HAS_OUTCOMES, reason="tasks.csv_batches.outcomes not there yet")
+@pytest.mark.skipif(not HAS_OUTCOMES, reason="tasks.csv_batches.row_outcomes not there yet")
 def test_job_outcome_and_notifications_reports_of_a_real_csv_job(celery_worker, s3, redis_client):
     upload_id = new_id()
     body = (

@@ -24,12 +24,12 @@ import pytest
 import redis
 from kombu import Connection, Queue
 
-from storage.config import get_settings
 from storage.keys import csv_upload_key, transient_letter_key
+from storage.settings import get_settings
 from tests.poison_tasks import MARK, POISON_QUEUE, mark_key
 from tests.reliability_fixtures import ROOT, rel_workers_fixture, wait_for  # noqa: F401
-from worker import deadletter, queues
-from worker.app import app
+from worker.runtime import deadletter, queues
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,7 @@ def _write_copy(client, bucket: str, key: str) -> None:
 
 @pytest.mark.parametrize("write", [_write_put, _write_multipart, _write_copy])
 def test_the_suite_audit_flags_an_unencrypted_object(s3, request, write):
-    from storage.config import get_settings
+    from storage.settings import get_settings
 
     audit = _sse_audit(request)
     bucket = get_settings().bucket("letters-pdf")
@@ -138,7 +138,7 @@ def test_the_suite_audit_flags_an_unencrypted_object(s3, request, write):
 
 def test_the_suite_buckets_have_no_default_encryption(s3):
     """Else moto would encrypt a forgetful write and the audit could never fail."""
-    from storage.config import get_settings
+    from storage.settings import get_settings
 
     bucket = get_settings().bucket("csv-upload")
     s3.put_object(Bucket=bucket, Key="probe", Body=b"x")
@@ -309,7 +309,7 @@ def every_workflow(moto_endpoint, request, tmp_path_factory) -> WorkflowRun:
         start_worker,
         wipe_notify_state,
     )
-    from worker.settings import get_worker_settings
+    from worker.runtime.settings import get_worker_settings
 
     aws_secret = "AwsSecret" + secrets.token_hex(16)
     redis_password = "RedisPass" + secrets.token_hex(12)
@@ -579,8 +579,8 @@ def test_workers_need_nothing_the_iam_policy_does_not_grant(every_workflow):
 def test_demo_does_not_print_the_redis_password(redis_client):
     """The demo's first lines, on a Redis that needs a password (S3 unreachable, so the demo
     stops right after them)."""
-    from worker.services import free_port
-    from worker.settings import get_worker_settings
+    from worker.local.servers import free_port
+    from worker.runtime.settings import get_worker_settings
 
     password = "RedisPass" + secrets.token_hex(12)
     user = "notify-demo-test"

@@ -14,7 +14,7 @@ from celery import Celery
 from kombu import Connection
 
 from tests.ops_fixtures import invoke
-from worker import deadletter, queues
+from worker.runtime import deadletter, queues
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,8 @@ def broker(monkeypatch):
     """Point REDIS_URL at an empty database of the test Redis; yields its URL."""
     import os
 
-    from worker.redis_state import reset_redis
-    from worker.settings import reload_worker_settings
+    from worker.runtime.redis_state import reset_redis
+    from worker.runtime.settings import reload_worker_settings
 
     parts = urlsplit(os.environ["REDIS_URL"])
     url = urlunsplit(parts._replace(path=f"/{STATUS_DB}"))
@@ -136,9 +136,9 @@ def test_the_real_jobs_summary_when_present(broker):
 
 
 def test_unreachable_redis_is_a_clear_error(monkeypatch):
-    from worker.redis_state import reset_redis
-    from worker.services import free_port
-    from worker.settings import reload_worker_settings
+    from worker.local.servers import free_port
+    from worker.runtime.redis_state import reset_redis
+    from worker.runtime.settings import reload_worker_settings
 
     monkeypatch.setenv("REDIS_URL", f"redis://:secret@127.0.0.1:{free_port()}/0")
     reload_worker_settings()

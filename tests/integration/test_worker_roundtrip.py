@@ -12,8 +12,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_reconcile_round_trip_through_thread_worker(celery_worker, s3, redis_client):
-    from worker import queues
     from worker.client import send_by_name
+    from worker.runtime import queues
 
     result = send_by_name(queues.JOBS_RECONCILE, {}).get(timeout=30)
     assert result["status"] == "ok"

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from storage.config import get_settings
 from storage.errors import InvalidInput
 from storage.objects import put_bytes
+from storage.settings import get_settings
 
 HEADER = ("n", "name", "note")
 DANGEROUS = ("=1+1", "+44 7700 900123", "-2", "@SUM(A1)", "\tx", "\rx", "ok", "", "a=b")

@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from storage.errors import InvalidInput, TransientError
-from worker.backfill import (
+from worker.backfill.framework import (
     EXIT_INTERRUPTED,
     RESUME_HINT,
     BackfillItem,
@@ -281,7 +281,7 @@ SCRIPT = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     from rich.console import Console
-    from worker.backfill import print_summary, run_backfill
+    from worker.backfill.framework import print_summary, run_backfill
 
     def handler(kwargs):
         os.write(1, f"ran {kwargs['n']}\n".encode())  # one write: threads never interleave

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from storage.errors import InvalidInput
-from worker import backfill_items as sources
+from tasks.csv_batches import backfill as csv_sources
+from tasks.reports import backfill as report_sources
+from worker.runtime import backfill_items as sources
 
 SERVICE = str(uuid.uuid4())
 TEMPLATE = {"id": str(uuid.uuid4()), "type": "sms", "placeholders": ["name"]}
@@ -57,21 +59,21 @@ def test_check_reports_every_bad_line_and_counts_the_good(tmp_path):
 
 
 def test_report_ids_are_stable_and_depend_on_everything():
-    one = sources.report_request_id(SERVICE, "uploads", {"from": "2024-01-01"}, "")
-    assert one == sources.report_request_id(SERVICE, "uploads", {"from": "2024-01-01"}, "")
+    one = report_sources.report_request_id(SERVICE, "uploads", {"from": "2024-01-01"}, "")
+    assert one == report_sources.report_request_id(SERVICE, "uploads", {"from": "2024-01-01"}, "")
     assert uuid.UUID(one)
     others = {
-        sources.report_request_id(SERVICE, "uploads", {}, ""),
-        sources.report_request_id(SERVICE, "storage-usage", {"from": "2024-01-01"}, ""),
-        sources.report_request_id(SERVICE, "uploads", {"from": "2024-01-01"}, "june"),
-        sources.report_request_id(str(uuid.uuid4()), "uploads", {"from": "2024-01-01"}, ""),
+        report_sources.report_request_id(SERVICE, "uploads", {}, ""),
+        report_sources.report_request_id(SERVICE, "storage-usage", {"from": "2024-01-01"}, ""),
+        report_sources.report_request_id(SERVICE, "uploads", {"from": "2024-01-01"}, "june"),
+        report_sources.report_request_id(str(uuid.uuid4()), "uploads", {"from": "2024-01-01"}, ""),
     }
     assert one not in others and len(others) == 4
 
 
 def test_report_lines_are_checked_before_any_s3_call():
     line = {"service_id": SERVICE, "kind": "storage-usage"}
-    item = sources.parse_report_line(line, 1)
+    item = report_sources.parse_report_line(line, 1)
     assert item.kwargs == {
         "report_request_id": item.id,
         "service_id": SERVICE,
@@ -86,44 +88,44 @@ def test_report_lines_are_checked_before_any_s3_call():
         ([1, 2], "invalid_line"),
     ]:
         with pytest.raises(InvalidInput, match=r"^line 7: ") as error:
-            sources.parse_report_line(bad, 7)
+            report_sources.parse_report_line(bad, 7)
         if code:
             assert error.value.code == code
 
 
 def test_report_grid_is_every_combination():
     services = [str(uuid.uuid4()) for _ in range(3)]
-    items = sources.report_grid_items(["uploads", "storage-usage"], services, {})
+    items = report_sources.report_grid_items(["uploads", "storage-usage"], services, {})
     assert len(items) == 6 and len({i.id for i in items}) == 6
 
 
 def test_date_bounds():
-    assert sources.parse_date_bound(None, "--from") is None
-    assert sources.parse_date_bound("2024-05-01", "--from") == datetime(2024, 5, 1, tzinfo=UTC)
+    assert csv_sources.parse_date_bound(None, "--from") is None
+    assert csv_sources.parse_date_bound("2024-05-01", "--from") == datetime(2024, 5, 1, tzinfo=UTC)
     # A bare date as the upper bound includes that whole day.
-    assert sources.parse_date_bound("2024-05-01", "--to", end=True) == datetime(
+    assert csv_sources.parse_date_bound("2024-05-01", "--to", end=True) == datetime(
         2024, 5, 2, tzinfo=UTC
     )
-    assert sources.parse_date_bound("2024-05-01T12:00:00", "--to", end=True) == datetime(
+    assert csv_sources.parse_date_bound("2024-05-01T12:00:00", "--to", end=True) == datetime(
         2024, 5, 1, 12, tzinfo=UTC
     )
     with pytest.raises(InvalidInput):
-        sources.parse_date_bound("yesterday", "--from")
+        csv_sources.parse_date_bound("yesterday", "--from")
 
 
 def test_csv_job_lines(monkeypatch):
-    from worker.settings import reload_worker_settings
+    from worker.runtime.settings import reload_worker_settings
 
     upload_id = str(uuid.uuid4())
     line = {"service_id": SERVICE, "upload_id": upload_id, "template": TEMPLATE}
-    item = sources.parse_csv_job_line(line, 1)
+    item = csv_sources.parse_csv_job_line(line, 1)
     assert item.id == upload_id and item.queue is None and item.kwargs == line
 
     monkeypatch.setenv("NOTIFY_BULK_THRESHOLD_ROWS", "10")
     reload_worker_settings()
     try:
-        big = sources.parse_csv_job_line({**line, "notification_count": 11}, 1)
-        small = sources.parse_csv_job_line({**line, "notification_count": 10}, 1)
+        big = csv_sources.parse_csv_job_line({**line, "notification_count": 11}, 1)
+        small = csv_sources.parse_csv_job_line({**line, "notification_count": 10}, 1)
     finally:
         monkeypatch.delenv("NOTIFY_BULK_THRESHOLD_ROWS")
         reload_worker_settings()
@@ -137,13 +139,13 @@ def test_csv_job_lines(monkeypatch):
         {**line, "scheduled_for": "2024-01-01"},  # not a backfill field
     ]:
         with pytest.raises(InvalidInput, match=r"^line 3: "):
-            sources.parse_csv_job_line(bad, 3)
+            csv_sources.parse_csv_job_line(bad, 3)
 
 
 def test_templates_file(tmp_path):
     path = write(tmp_path, json.dumps(TEMPLATE) + "\n")
-    [(template_id, template)] = sources.load_templates(path).items()
+    [(template_id, template)] = csv_sources.load_templates(path).items()
     assert template_id == TEMPLATE["id"]
     assert template.as_kwarg(template_id) == TEMPLATE
     with pytest.raises(InvalidInput, match="line 1: type must be"):
-        sources.load_templates(write(tmp_path, json.dumps({**TEMPLATE, "type": "fax"})))
+        csv_sources.load_templates(write(tmp_path, json.dumps({**TEMPLATE, "type": "fax"})))

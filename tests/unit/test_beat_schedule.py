@@ -10,7 +10,7 @@ from celery.schedules import crontab
 
 from storage.buckets import REGISTRY
 from storage.errors import ConfigurationError
-from worker import beat, queues
+from worker.runtime import beat, queues
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_interval_entries_expire_before_the_next_tick(schedule):
 
 
 def test_celery_uses_redbeat_with_the_notify_lock():
-    from worker.app import app
+    from worker.runtime.app import app
 
     conf = app.conf
     assert conf.beat_scheduler == "redbeat.RedBeatScheduler"

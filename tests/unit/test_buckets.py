@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from storage.buckets import PURPOSES, REGISTRY, CleanupRule, resolve_bucket_names, spec
-from storage.config import StorageSettings
 from storage.errors import ConfigurationError, InvalidInput
+from storage.settings import StorageSettings
 
 SPEC_TABLE = {
     "csv-upload": (

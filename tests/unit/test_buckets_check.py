@@ -8,7 +8,7 @@ from botocore.stub import ANY, Stubber
 from storage.admin import check_buckets
 from storage.buckets import REGISTRY
 from storage.client import make_client
-from storage.config import StorageSettings
+from storage.settings import StorageSettings
 
 
 def _settings() -> StorageSettings:

@@ -1,10 +1,11 @@
-"""Header normalisation, file-level errors and per-row checks (tasks.csv_batches.columns)."""
+"""Header normalisation, file-level errors and per-row checks
+(tasks.csv_batches.validation.columns)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.csv_batches.columns import ColumnLayout, FileError, RowCheck, normalise_header
+from tasks.csv_batches.validation.columns import ColumnLayout, FileError, RowCheck, normalise_header
 
 
 def sms_layout(*header: str, placeholders: tuple[str, ...] = ()) -> ColumnLayout:

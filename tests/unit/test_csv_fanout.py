@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.csv_batches.columns import ColumnLayout
 from tasks.csv_batches.fanout import BatchEncoder, notification_id_factory
-from tasks.csv_batches.recipients import OBSCURE_WHITESPACE
+from tasks.csv_batches.validation.columns import ColumnLayout
+from tasks.csv_batches.validation.recipients import OBSCURE_WHITESPACE
 
 CORPUS_PATH = Path(__file__).resolve().parent.parent / "data" / "recipients.jsonl"
 CORPUS = [json.loads(line) for line in CORPUS_PATH.read_text(encoding="utf-8").splitlines()]

@@ -304,7 +304,7 @@ def test_bad_arguments_are_refused_before_any_s3_call(env):
 
 
 def test_row_errors_have_codes_and_messages(env):
-    from tasks.csv_batches.outcomes import iter_row_outcomes
+    from tasks.csv_batches.row_outcomes import iter_row_outcomes
 
     rows = [
         ["07700900123", "Ann"],
@@ -409,7 +409,7 @@ def test_outcome_write_reads_again_when_the_object_changed_under_it(env, monkeyp
     (moto ignores CopySourceIfMatch, so the refusal is simulated): read again, keep their key."""
     from storage import objects
     from storage.errors import S3PreconditionFailed
-    from tasks.csv_batches import outcome
+    from tasks.csv_batches import outcome_metadata
 
     upload_id = upload(env, "phone number,name\n07700900123,Ann\n")
     real = objects.replace_metadata
@@ -430,7 +430,7 @@ def test_outcome_write_reads_again_when_the_object_changed_under_it(env, monkeyp
             raise S3PreconditionFailed("changed", bucket=info.bucket, key=info.key)
         return real(info, metadata, **kw)
 
-    monkeypatch.setattr(outcome, "replace_metadata", racing_copy)
+    monkeypatch.setattr(outcome_metadata, "replace_metadata", racing_copy)
     result = run(upload_id)
     assert result["status"] == "ok"
     meta = head(env, upload_id)["Metadata"]

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from tasks.csv_batches.columns import FileError
 from tasks.csv_batches.reader import MAX_COLUMNS, MAX_RECORD_BYTES, CsvReader
+from tasks.csv_batches.validation.columns import FileError
 
 
 class ChunkedBody(io.RawIOBase):

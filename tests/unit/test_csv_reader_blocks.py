@@ -15,8 +15,8 @@ import random
 import pytest
 
 from tasks.csv_batches import reader as reader_module
-from tasks.csv_batches.columns import FileError
 from tasks.csv_batches.reader import CsvReader
+from tasks.csv_batches.validation.columns import FileError
 
 
 class _Body(io.RawIOBase):

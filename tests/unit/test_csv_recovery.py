@@ -25,8 +25,8 @@ from tests.csv_fixtures import (
     upload,
     worker_settings,
 )
-from worker import queues
 from worker.client import NotifyClient
+from worker.runtime import queues
 
 ROWS = sms_rows(2500, bad_every=50)  # 2,450 valid: batches of 1000, 1000, 450
 VALID = 2450
@@ -44,7 +44,7 @@ def env(csv_s3, redis_client, monkeypatch):  # noqa: F811
 
 
 def sink_queue() -> str:
-    from worker.settings import get_worker_settings
+    from worker.runtime.settings import get_worker_settings
 
     return get_worker_settings().row_sink_queue
 

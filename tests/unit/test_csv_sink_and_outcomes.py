@@ -13,7 +13,7 @@ from storage.errors import InvalidInput
 from storage.keys import isoformat
 from tasks.csv_batches import processing, sink
 from tasks.csv_batches import state as st
-from tasks.csv_batches.outcomes import iter_row_outcomes
+from tasks.csv_batches.row_outcomes import iter_row_outcomes
 from tests.csv_fixtures import (
     SERVICE_ID,
     TEMPLATE_ID,

@@ -131,7 +131,7 @@ def test_no_secrets_in_logs(client, caplog):
     letter = put_letter(client)
     move_letter(**letter.args(), client=client)
     move_letter(**letter.args(), client=client)
-    # Our own loggers (botocore's DEBUG lines are silenced by worker.logs.configure).
+    # Our own loggers (botocore's DEBUG lines are silenced by worker.runtime.logs.configure).
     ours = [r.getMessage() for r in caplog.records if r.name.startswith(("tasks", "storage"))]
     assert ours
     assert_no_secrets(ours)

@@ -96,7 +96,7 @@ def test_threshold_and_moment_can_be_given(client):
 
 
 def test_threshold_comes_from_the_environment(client, monkeypatch):
-    from worker.settings import reload_worker_settings
+    from worker.runtime.settings import reload_worker_settings
 
     _old_letter(client, 5)
     monkeypatch.setenv("NOTIFY_TRANSIENT_LETTER_ALERT_HOURS", "4")

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from worker.logs import CONTEXT_FIELDS, configure, log_context
+from worker.runtime.logs import CONTEXT_FIELDS, configure, log_context
 
 
 @pytest.fixture

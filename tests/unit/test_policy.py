@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from storage.admin import iam_policy, object_actions
 from storage.buckets import REGISTRY
-from storage.config import StorageSettings
+from storage.settings import StorageSettings
 
 # Real IAM action names for S3 (service authorization reference), the ones a worker could need.
 BUCKET_LEVEL = {
@@ -149,7 +149,7 @@ def test_configured_names_are_used(tmp_path):
 
 
 def test_cli_prints_the_policy(monkeypatch):
-    from storage.config import reload_settings
+    from storage.settings import reload_settings
     from worker.cli import main
 
     monkeypatch.setenv("S3_BUCKET_LETTERS_PDF", "custom-letters-pdf")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.csv_batches import countries
-from tasks.csv_batches.recipients import (
+from tasks.csv_batches.validation import countries
+from tasks.csv_batches.validation.recipients import (
     FLAG_NAMES,
     OBSCURE_WHITESPACE,
     RecipientResult,

@@ -112,7 +112,7 @@ def test_good_params_are_normalised():
 
 
 def test_part_size_below_the_s3_floor_is_refused_outside_tests(monkeypatch):
-    from tasks.reports.config import ReportSettings
+    from tasks.reports.settings import ReportSettings
 
     env = {"NOTIFY_ENVIRONMENT": "production", "NOTIFY_REPORT_PART_SIZE": "1024"}
     with pytest.raises(ConfigurationError, match="NOTIFY_REPORT_PART_SIZE"):

@@ -6,7 +6,7 @@ import os
 
 from storage import client as client_module
 from storage.client import client_config
-from storage.config import StorageSettings
+from storage.settings import StorageSettings
 
 
 def test_config_without_endpoint():

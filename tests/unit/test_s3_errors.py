@@ -9,7 +9,7 @@ from botocore.stub import Stubber
 
 from storage import errors, objects
 from storage.client import make_client
-from storage.config import StorageSettings
+from storage.settings import StorageSettings
 
 
 @pytest.fixture

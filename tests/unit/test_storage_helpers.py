@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from storage import copies, deletes, listing, objects
-from storage.config import get_settings
 from storage.errors import S3NotFound, S3PreconditionFailed
+from storage.settings import get_settings
 from storage.upload import MultipartWriter
 
 

@@ -27,8 +27,8 @@ class NotifyGroup(click.Group):
 @click.version_option(package_name="notify-worker")
 def main() -> None:
     """notify-worker: Celery workers for the S3 workflows of a Notify-style service."""
-    from worker import logs
-    from worker.settings import get_worker_settings
+    from worker.runtime import logs
+    from worker.runtime.settings import get_worker_settings
 
     settings = get_worker_settings()
     logs.configure(settings.log_level, settings.log_format)

@@ -23,8 +23,7 @@ from typing import Any
 import click
 
 from storage.errors import InvalidInput, NotifyError
-from worker import queues
-from worker.backfill import (
+from worker.backfill.framework import (
     DEFAULT_STATE_DIR,
     BackfillItem,
     BackfillSummary,
@@ -32,6 +31,7 @@ from worker.backfill import (
     run_backfill,
 )
 from worker.cli.output import console, err_console, print_json
+from worker.runtime import queues
 
 EXIT_BAD_INPUT = 2
 
@@ -242,17 +242,18 @@ def backfill_reports(
     A request without a report_request_id gets one derived from its content (and --label), so
     a rerun finds the reports it made instead of making new ones.
     """
-    from worker import backfill_items as sources
+    from tasks.reports import backfill as report_sources
+    from worker.runtime import backfill_items as sources
 
     handler = _core("tasks.reports.generate", "generate_report", "reports")
     if file is not None:
         if kinds or service_ids or param_pairs:
             raise click.UsageError("give --file, or --kind and --service-id, not both")
         good, bad = sources.check_jsonl(
-            file, lambda value, number: sources.parse_report_line(value, number, label)
+            file, lambda value, number: report_sources.parse_report_line(value, number, label)
         )
         _refuse_bad_lines(file, good, bad)
-        items: Iterable[BackfillItem] = sources.report_file_items(file, label)
+        items: Iterable[BackfillItem] = report_sources.report_file_items(file, label)
         args: dict[str, Any] = {**_file_args(file), "label": label}
         total = good
     else:
@@ -260,7 +261,7 @@ def backfill_reports(
             raise click.UsageError("give --file, or at least one --kind and one --service-id")
         params = _params(param_pairs)
         try:
-            grid = sources.report_grid_items(kinds, service_ids, params, label)
+            grid = report_sources.report_grid_items(kinds, service_ids, params, label)
         except InvalidInput as error:
             raise click.BadParameter(error.message) from None
         items, total = grid, len(grid)
@@ -307,7 +308,7 @@ def backfill_cleanup(
     """
     from storage.buckets import spec
     from storage.keys import isoformat, parse_timestamp
-    from worker.beat import cleanup_purposes
+    from worker.runtime.beat import cleanup_purposes
 
     sweep = _core("tasks.cleanup.sweep", "sweep", "cleanup")
     purposes = list(dict.fromkeys(buckets)) or cleanup_purposes()
@@ -400,7 +401,8 @@ def backfill_csv(
     app's own list with --jobs.
     """
     from storage.keys import require_uuid
-    from worker import backfill_items as sources
+    from tasks.csv_batches import backfill as csv_sources
+    from worker.runtime import backfill_items as sources
 
     process_job = _core("tasks.csv_batches.processing", "process_job", "csv")
     job_spec = _core("tasks.csv_batches.spec", "JobSpec", "csv")
@@ -418,10 +420,10 @@ def backfill_csv(
     if jobs_file is not None:
         if prefix or date_from or date_to or templates_file or template_type:
             raise click.UsageError("--jobs takes only --service-id as a filter")
-        good, bad = sources.check_jsonl(jobs_file, sources.parse_csv_job_line)
+        good, bad = sources.check_jsonl(jobs_file, csv_sources.parse_csv_job_line)
         _refuse_bad_lines(jobs_file, good, bad)
         _execute(
-            sources.csv_job_items(jobs_file, service_ids),
+            csv_sources.csv_job_items(jobs_file, service_ids),
             name="csv",
             args={**_file_args(jobs_file), "service_ids": sorted(service_ids)},
             handler=handler,
@@ -436,14 +438,14 @@ def backfill_csv(
     if placeholders and not template_type:
         raise click.UsageError("--placeholders needs --template-type")
     try:
-        selection = sources.CsvSelection(
+        selection = csv_sources.CsvSelection(
             source=source,
             service_ids=tuple(service_ids),
             prefix=prefix,
-            date_from=sources.parse_date_bound(date_from, "--from"),
-            date_to=sources.parse_date_bound(date_to, "--to", end=True),
-            templates=sources.load_templates(templates_file) if templates_file else {},
-            default_template=sources.Template(
+            date_from=csv_sources.parse_date_bound(date_from, "--from"),
+            date_to=csv_sources.parse_date_bound(date_to, "--to", end=True),
+            templates=csv_sources.load_templates(templates_file) if templates_file else {},
+            default_template=csv_sources.Template(
                 None, template_type, tuple(p.strip() for p in placeholders.split(",") if p.strip())
             )
             if template_type
@@ -475,7 +477,7 @@ def backfill_csv(
         err_console.print(f"listing: {counts or 'nothing found'}", highlight=False, soft_wrap=True)
 
     _execute(
-        sources.csv_items(selection),
+        csv_sources.csv_items(selection),
         name="csv",
         args=args,
         handler=handler,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from storage import admin
-from storage.config import get_settings
+from storage.settings import get_settings
 from worker.cli.output import console, print_json
 
 

@@ -10,9 +10,9 @@ import redis
 from rich.table import Table
 
 from storage.errors import NotifyError
-from worker import deadletter, queues
 from worker.cli.output import console, print_json
-from worker.settings import get_worker_settings
+from worker.runtime import deadletter, queues
+from worker.runtime.settings import get_worker_settings
 
 
 @click.command("worker", context_settings={"ignore_unknown_options": True})
@@ -31,8 +31,8 @@ def worker_command(
     celery_args: tuple[str, ...],
 ) -> None:
     """Run a Celery worker consuming every queue (or those given with -Q)."""
-    from storage.config import get_settings
-    from worker.app import app
+    from storage.settings import get_settings
+    from worker.runtime.app import app
 
     get_settings()  # a configuration error stops us here, naming the variable
 
@@ -51,7 +51,7 @@ def worker_command(
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
     """Run celery beat with RedBeat: only the holder of the Redis lock sends anything."""
-    from worker.app import app
+    from worker.runtime.app import app
 
     app.start(
         ["beat", f"--loglevel={loglevel}", "--scheduler=redbeat.RedBeatScheduler", *celery_args]

@@ -24,10 +24,10 @@ def demo_command(keep: bool, workdir: Path | None, concurrency: int) -> None:
     private redis-server started for the demo when none answers.
     """
     from storage import admin
-    from worker import queues
     from worker.client import send_by_name
-    from worker.demo import Demo
-    from worker.stack import local_stack
+    from worker.demo.scenario import Demo
+    from worker.local.stack import local_stack
+    from worker.runtime import queues
 
     workdir = workdir or Path(tempfile.mkdtemp(prefix="notify-demo-"))
     started = time.monotonic()

@@ -19,9 +19,9 @@ _TIMES = ("scheduled_for", "queued_at", "started_at", "updated_at", "finished_at
 
 def _from_metadata(service_id: str, upload_id: str) -> dict[str, Any] | None:
     """The outcome recorded on the object (csv-upload, then contact-list), or None."""
-    from storage.config import get_settings
     from storage.keys import csv_upload_key
     from storage.objects import head_or_none
+    from storage.settings import get_settings
     from tasks.csv_batches.spec import SOURCES
 
     key = csv_upload_key(service_id, upload_id)

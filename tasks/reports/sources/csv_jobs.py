@@ -12,9 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from storage.config import get_settings
 from storage.keys import csv_upload_key
 from storage.objects import ObjectInfo, head_or_none
+from storage.settings import get_settings
 from tasks.csv_batches import state as csv_state
 
 CSV_PURPOSES = ("csv-upload", "contact-list")

@@ -1,6 +1,6 @@
 """``job-outcome``: one line per row of a CSV job, in row order, from the CSV workflow's record.
 
-Rows come from ``tasks.csv_batches.outcomes.iter_row_outcomes(service_id, upload_id, source=)``,
+Rows come from ``tasks.csv_batches.row_outcomes.iter_row_outcomes(service_id, upload_id, source=)``,
 which raises ``InvalidInput`` (``job_not_found``, ``job_failed``...) at once for a job it cannot
 report. The params name only the upload: the job's bucket (csv-upload or contact-list) is found
 from its state or its object. Another service's upload is not found.
@@ -33,7 +33,7 @@ def check_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 def source(service_id: str, params: Mapping[str, Any]) -> tuple[tuple[str, ...], Iterator[list]]:
     # Imported here: the CSV workflow's validation stack is only needed for this kind.
-    from tasks.csv_batches.outcomes import iter_row_outcomes
+    from tasks.csv_batches.row_outcomes import iter_row_outcomes
 
     upload_id = check_params(params)["upload_id"]
     csv_source = csv_jobs.job_source(service_id, upload_id)

@@ -20,7 +20,7 @@ from typing import Any
 from storage.errors import InvalidInput
 from tasks.reports.params import only, uuid_param
 from tasks.reports.sources import csv_jobs
-from worker.redis_state import get_redis, key
+from worker.runtime.redis_state import get_redis, key
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from storage import keys
 from storage.buckets import PURPOSES
-from storage.config import get_settings
 from storage.listing import iter_objects
+from storage.settings import get_settings
 from tasks.reports.params import only
 
 KIND = "storage-usage"

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from storage.client import get_client
-from storage.config import get_settings
 from storage.errors import InvalidInput
 from storage.keys import csv_upload_prefix, isoformat, parse_csv_upload_key, parse_timestamp
 from storage.listing import ListedObject, iter_pages
 from storage.objects import ObjectInfo, head_or_none
+from storage.settings import get_settings
 from tasks.reports.params import only, refuse, timestamp_param
 
 KIND = "uploads"

@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from worker.redis_state import get_redis, key
-from worker.settings import get_worker_settings
+from worker.runtime.redis_state import get_redis, key
+from worker.runtime.settings import get_worker_settings
 
 DEADLETTER_KEY = key("deadletter")
 
@@ -56,7 +56,7 @@ def count() -> int:
 def replay(task_ids: list[str] | None = None, *, app: Any = None) -> list[tuple[str, str]]:
     """Send dead letters again (all when ``task_ids`` is None); returns (old id, new id)."""
     if app is None:
-        from worker.app import app as default_app
+        from worker.runtime.app import app as default_app
 
         app = default_app
     r = get_redis()

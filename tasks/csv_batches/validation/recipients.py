@@ -26,7 +26,7 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType, ValidationResult
 
-from tasks.csv_batches import countries
+from tasks.csv_batches.validation import countries
 
 __all__ = [
     "EMAIL_PATTERN",

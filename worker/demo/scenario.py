@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from storage import keys, objects
-from storage.config import get_settings
 from storage.errors import NotifyError
+from storage.settings import get_settings
 from worker.client import NotifyClient
 
 SERVICE_ID = "d6aa2c68-a2d9-4437-ab19-3ae8eb202553"

@@ -24,10 +24,10 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
 from storage.errors import NotifyError, TransientError, translate
-from worker import deadletter
-from worker.logs import log_context
-from worker.redis_state import get_redis, key
-from worker.settings import get_worker_settings
+from worker.runtime import deadletter
+from worker.runtime.logs import log_context
+from worker.runtime.redis_state import get_redis, key
+from worker.runtime.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
 

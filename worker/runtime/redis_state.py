@@ -11,7 +11,7 @@ import threading
 
 import redis
 
-from worker.settings import get_worker_settings
+from worker.runtime.settings import get_worker_settings
 
 PREFIX = "notify:"
 

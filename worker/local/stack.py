@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.services import LocalRedis, embedded_s3, ensure_redis, use_fake_credentials_if_none
+from worker.local.servers import LocalRedis, embedded_s3, ensure_redis, use_fake_credentials_if_none
 
 
 @dataclass
@@ -149,9 +149,9 @@ def local_stack(
 
     ``embedded``: None means "embedded moto unless S3_ENDPOINT_URL is set".
     """
-    from storage.config import reload_settings
-    from worker.redis_state import reset_redis
-    from worker.settings import DEFAULT_REDIS_URL, reload_worker_settings
+    from storage.settings import reload_settings
+    from worker.runtime.redis_state import reset_redis
+    from worker.runtime.settings import DEFAULT_REDIS_URL, reload_worker_settings
 
     workdir.mkdir(parents=True, exist_ok=True)
     saved = dict(os.environ)

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from storage.buckets import spec
-from storage.config import env_int
 from storage.errors import ConfigurationError
+from storage.settings import env_int
 from storage.upload import DEFAULT_PART_SIZE, MIN_PART_SIZE
 
 # Below S3's floor only for tests (moto is told to accept 1 KiB parts there).

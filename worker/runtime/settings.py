@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from storage.config import env_int
 from storage.errors import ConfigurationError
+from storage.settings import env_int
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 

@@ -46,6 +46,7 @@ from rich.table import Table
 from rich.text import Text
 
 from storage.errors import NotifyError
+from worker.runtime.backfill_items import BackfillItem
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +56,6 @@ RESUME_HINT = "run the same command again to resume"
 DONE_STATUSES = ("ok", "skipped", "enqueued")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _MAX_SHOWN_FAILURES = 20
-
-
-@dataclass(frozen=True)
-class BackfillItem:
-    """One unit of work: ``kwargs`` are the task's keyword arguments (JSON).
-
-    ``error`` marks an item the source already knows is bad (it is reported as failed, never
-    run); ``queue`` overrides the task's queue when enqueued (e.g. a big CSV job's bulk queue).
-    """
-
-    id: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    queue: str | None = None
-    error: NotifyError | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +167,7 @@ def _default_sender(task_name: str, kwargs: dict[str, Any], queue: str | None) -
 
     if queue is None:
         return send_by_name(task_name, kwargs)
-    from worker.app import app
+    from worker.runtime.app import app
 
     return app.send_task(task_name, kwargs=kwargs, queue=queue)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker import logs
-from worker.settings import get_worker_settings
+from worker.runtime import logs
+from worker.runtime.settings import get_worker_settings
 
 TASK_MODULES = [
     "tasks.reconcile",
@@ -18,7 +18,7 @@ TASK_MODULES = [
     "tasks.cleanup.tasks",
 ]
 
-app = Celery("notify_worker", task_cls="worker.base:NotifyTask", include=TASK_MODULES)
+app = Celery("notify_worker", task_cls="worker.runtime.base:NotifyTask", include=TASK_MODULES)
 app.config_from_object("celeryconfig")
 
 
@@ -33,7 +33,7 @@ def _setup_logging(**_: Any) -> None:
 def _after_fork(**_: Any) -> None:
     # Clients made in the parent must not be shared with prefork children.
     from storage.client import reset_client
-    from worker.redis_state import reset_redis
+    from worker.runtime.redis_state import reset_redis
 
     reset_client()
     reset_redis()
@@ -50,8 +50,8 @@ def _after_fork(**_: Any) -> None:
 def _check_configuration(**_: Any) -> None:
     # Fail at start-up, naming the variable, rather than on the first task. SystemExit, because
     # Celery logs and swallows ordinary exceptions raised by signal handlers.
-    from storage.config import get_settings
     from storage.errors import ConfigurationError
+    from storage.settings import get_settings
 
     try:
         get_settings()

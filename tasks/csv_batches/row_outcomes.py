@@ -15,15 +15,15 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from storage.config import get_settings
 from storage.errors import InvalidInput, S3NotFound
 from storage.keys import csv_upload_key, require_uuid
 from storage.objects import ObjectInfo, head, open_stream
+from storage.settings import get_settings
 from tasks.csv_batches import state as st
-from tasks.csv_batches.columns import ColumnLayout, FileError
 from tasks.csv_batches.fanout import notification_id_factory
 from tasks.csv_batches.reader import CsvReader
 from tasks.csv_batches.spec import SOURCES, JobSpec
+from tasks.csv_batches.validation.columns import ColumnLayout, FileError
 
 DISPATCHED = "dispatched"
 INVALID = "invalid"

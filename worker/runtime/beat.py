@@ -18,8 +18,8 @@ from typing import Any
 from celery.schedules import crontab
 
 from storage.buckets import REGISTRY
-from storage.config import env_int
-from worker import queues
+from storage.settings import env_int
+from worker.runtime import queues
 
 CLEANUP_HOUR = 1  # 01:xx UTC, when the services are quiet
 CLEANUP_STAGGER_MINUTES = 7

@@ -89,7 +89,4 @@ def reload_settings() -> StorageSettings:
     """Re-read the environment (tests, and the CLI after it set S3_ENDPOINT_URL)."""
     global _settings
     _settings = None
-    from storage import client
-
-    client.reset_client()
     return get_settings()

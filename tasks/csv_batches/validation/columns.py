@@ -12,7 +12,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tasks.csv_batches.recipients import (
+from tasks.csv_batches.validation.recipients import (
     EMAIL_PATTERN,
     MAX_EMAIL_LENGTH,
     MESSAGES,

@@ -1,0 +1,1 @@
+"""The scenario ``notify-worker demo`` runs: every workflow through a real worker."""
