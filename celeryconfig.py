@@ -12,13 +12,17 @@ Reliability choices, briefly:
 from kombu import Exchange, Queue
 
 from worker.runtime import beat as _beat
-from worker.runtime import queues
+from worker.runtime import queues, redis_urls
 from worker.runtime.settings import get_worker_settings
 
 _settings = get_worker_settings()
+# Three Redis URLs, each redis://, rediss:// (TLS, certificate verified) or sentinel://.
+_broker = redis_urls.parse(_settings.redis_url, "REDIS_URL")
+_results = redis_urls.parse(_settings.result_backend_url, "NOTIFY_RESULT_BACKEND_URL")
+_state = redis_urls.parse(_settings.state_redis_url, "NOTIFY_STATE_REDIS_URL")
 
-broker_url = _settings.redis_url
-result_backend = _settings.result_backend_url
+broker_url = redis_urls.celery_url(_broker)
+result_backend = redis_urls.celery_url(_results)
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     "visibility_timeout": _settings.visibility_timeout,
@@ -27,12 +31,18 @@ broker_transport_options = {
     "socket_keepalive": True,
     "health_check_interval": 25,
     "retry_on_timeout": True,
+    **redis_urls.transport_options(_broker, _settings),
 }
 result_backend_transport_options = {
     "socket_timeout": 30,
     "socket_connect_timeout": 10,
     "retry_policy": {"timeout": 10.0},
+    **redis_urls.transport_options(_results, _settings),
 }
+if _broker.tls:
+    broker_use_ssl = redis_urls.ssl_options(_settings)
+if _results.tls:
+    redis_backend_use_ssl = redis_urls.ssl_options(_settings)
 redis_socket_timeout = 30
 redis_socket_connect_timeout = 10
 redis_backend_health_check_interval = 25
@@ -71,14 +81,12 @@ task_routes = {name: {"queue": queue} for name, queue in queues.TASK_QUEUES.item
 task_routes[queues.NOTIFICATIONS_SAVE_BATCH] = {"queue": _settings.row_sink_queue}
 
 beat_scheduler = "redbeat.RedBeatScheduler"
-redbeat_redis_url = _settings.redis_url
-# Explicit, so RedBeat does not fall back to (and warn about) the broker transport options.
-redbeat_redis_options = {
-    "socket_timeout": 30,
-    "socket_connect_timeout": 10,
-    "retry_on_timeout": True,
-    "health_check_interval": 25,
-}
+# The schedule and lock live in the state store. Options explicit, so RedBeat does not fall
+# back to (and warn about) the broker's transport options or TLS settings.
+_redbeat = redis_urls.redbeat_config(_state, _settings)
+redbeat_redis_url = _redbeat["redbeat_redis_url"]
+redbeat_redis_options = _redbeat["redbeat_redis_options"]
+redbeat_redis_use_ssl = _redbeat["redbeat_redis_use_ssl"]
 redbeat_key_prefix = _beat.KEY_PREFIX
 redbeat_lock_key = _beat.LOCK_KEY
 redbeat_lock_timeout = _beat.lock_timeout()

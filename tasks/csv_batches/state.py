@@ -18,8 +18,9 @@ Job statuses: ``scheduled`` → ``queued`` (released, or enqueued by ``NotifyCli
 → ``running`` → ``finished`` / ``failed``; ``scheduled`` → ``cancelled``. Counters and times are
 read in O(1) by ``read_progress``; nothing here calls S3 or scans rows.
 
-The broker is the same Redis (``REDIS_URL``): ``broker_run_id`` and ``queue_length`` read it
-through the same client.
+The state lives on ``NOTIFY_STATE_REDIS_URL`` (default ``REDIS_URL``); ``broker_run_id`` and
+``queue_length`` read the broker (``REDIS_URL``) through its own client, so the two may be
+separate servers.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 import redis
 
 from storage.keys import isoformat
-from worker.runtime.redis_state import get_redis, key
+from worker.runtime.redis_state import get_broker_redis, get_redis, key
 from worker.runtime.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
@@ -495,7 +496,7 @@ def count_requeue(upload_id: str) -> int:
 
 def queue_length(queue: str) -> int:
     """Messages waiting in a broker queue (every priority list; not those being worked on)."""
-    with get_redis().pipeline(transaction=False) as pipe:
+    with get_broker_redis().pipeline(transaction=False) as pipe:
         for suffix in _PRIORITY_SUFFIXES:
             pipe.llen(queue + suffix)
         return sum(pipe.execute())
@@ -509,7 +510,7 @@ def broker_life() -> tuple[str, float] | None:
     seconds, from ``uptime_in_seconds``), in one ``INFO server``. None if the server will not
     say (e.g. an ACL without ``INFO``)."""
     try:
-        info = get_redis().info("server")
+        info = get_broker_redis().info("server")
     except redis.ResponseError as error:
         logger.warning("cannot read the broker's run_id: %s", error)
         return None

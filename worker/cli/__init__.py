@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import click
+import redis
 
 from storage.errors import ConfigurationError, NotifyError
 from worker.cli import backfill, buckets, cleanup, core, demo, jobs, reports
@@ -21,6 +22,13 @@ class NotifyGroup(click.Group):
         except NotifyError as error:
             click.secho(f"error: {error.message}", fg="red", err=True)
             sys.exit(2 if isinstance(error, ConfigurationError) else 1)
+        except redis.RedisError as error:
+            from worker.runtime.redis_urls import redact
+            from worker.runtime.settings import get_worker_settings
+
+            text = redact(f"{type(error).__name__}: {error}", get_worker_settings())
+            click.secho(f"error: Redis: {text}", fg="red", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=NotifyGroup, context_settings={"help_option_names": ["-h", "--help"]})

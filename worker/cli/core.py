@@ -11,8 +11,8 @@ from rich.table import Table
 
 from storage.errors import NotifyError
 from worker.cli.output import console, print_json
-from worker.runtime import deadletter, queues
-from worker.runtime.settings import get_worker_settings
+from worker.runtime import deadletter, queues, redis_urls
+from worker.runtime.settings import get_worker_settings, sanitize_url
 
 
 @click.command("worker", context_settings={"ignore_unknown_options": True})
@@ -37,6 +37,7 @@ def worker_command(
     get_settings()  # a configuration error stops us here, naming the variable
 
     settings = get_worker_settings()
+    redis_urls.check(settings)  # so does a Redis we cannot use (TLS, password, sentinels)
     names = queue_names or ",".join(queues.all_queues(settings.row_sink_queue))
     argv = ["worker", f"--loglevel={loglevel}", f"--pool={pool}", f"--queues={names}"]
     if concurrency:
@@ -52,6 +53,8 @@ def worker_command(
 def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
     """Run celery beat with RedBeat: only the holder of the Redis lock sends anything."""
     from worker.runtime.app import app
+
+    redis_urls.check(get_worker_settings())
 
     app.start(
         ["beat", f"--loglevel={loglevel}", "--scheduler=redbeat.RedBeatScheduler", *celery_args]
@@ -101,19 +104,28 @@ def broker_queue_lengths(client: redis.Redis, names: list[str]) -> dict[str, int
 
 def gather_status() -> dict[str, Any]:
     settings = get_worker_settings()
-    broker = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    broker = redis_urls.make_client(
+        settings.redis_url, settings, socket_connect_timeout=5, socket_timeout=5
+    )
     try:
         status: dict[str, Any] = {
             "queues": broker_queue_lengths(broker, queues.all_queues(settings.row_sink_queue)),
             "unacked": int(broker.hlen("unacked")),
-            "deadletters": deadletter.count(),
         }
     except redis.RedisError as error:
-        from kombu.utils.url import maybe_sanitize_url
-
+        target = redis_urls.parse(settings.redis_url, "REDIS_URL")
         raise NotifyError(
-            f"Cannot read the broker at {maybe_sanitize_url(settings.redis_url)}: "
-            f"{type(error).__name__}. Check REDIS_URL and that Redis is running.",
+            f"Cannot read the broker at {sanitize_url(settings.redis_url)}: "
+            f"{redis_urls.describe_error(target, error)}",
+            code="redis_unreachable",
+        ) from None
+    try:
+        status["deadletters"] = deadletter.count()
+    except redis.RedisError as error:
+        target = redis_urls.parse(settings.state_redis_url, "NOTIFY_STATE_REDIS_URL")
+        raise NotifyError(
+            f"Cannot read the state store at {sanitize_url(settings.state_redis_url)}: "
+            f"{redis_urls.describe_error(target, error)}",
             code="redis_unreachable",
         ) from None
     try:

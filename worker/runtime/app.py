@@ -52,9 +52,18 @@ def _check_configuration(**_: Any) -> None:
     # Celery logs and swallows ordinary exceptions raised by signal handlers.
     from storage.errors import ConfigurationError
     from storage.settings import get_settings
+    from worker.runtime import redis_urls
 
     try:
         get_settings()
+        # Every Redis once: a wrong CA, password or sentinel stops the worker here, with the
+        # URL's host named, rather than in an endless reconnect loop.
+        redis_urls.check(get_worker_settings())
     except ConfigurationError as error:
         logging.getLogger(__name__).critical("cannot start: %s", error.message)
         raise SystemExit(2) from error
+
+
+@signals.beat_init.connect
+def _check_beat_configuration(**kwargs: Any) -> None:
+    _check_configuration(**kwargs)

@@ -2,6 +2,10 @@
 
 Every key this project writes is built by ``key()``, so it starts with ``notify:``; keys that
 belong to a finished job get an expiry (``NOTIFY_STATE_TTL_SECONDS``, default 7 days).
+
+The state lives on ``NOTIFY_STATE_REDIS_URL`` (default ``REDIS_URL``), which may be another
+server than the broker: ``get_redis()`` is for ``notify:`` keys only, ``get_broker_redis()`` for
+reading the broker itself (queue lengths, its ``run_id``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import threading
 
 import redis
 
+from worker.runtime.redis_urls import make_client
 from worker.runtime.settings import get_worker_settings
 
 PREFIX = "notify:"
@@ -18,21 +23,18 @@ PREFIX = "notify:"
 _lock = threading.Lock()
 _client: redis.Redis | None = None
 _client_pid: int | None = None
+_broker: redis.Redis | None = None
+_broker_pid: int | None = None
 
 
 def key(*parts: str) -> str:
     return PREFIX + ":".join(parts)
 
 
-def make_redis(url: str | None = None) -> redis.Redis:
-    return redis.Redis.from_url(
-        url or get_worker_settings().redis_url,
-        decode_responses=True,
-        socket_timeout=30,
-        socket_connect_timeout=10,
-        health_check_interval=25,
-        retry_on_timeout=True,
-    )
+def make_redis(url: str | None = None, *, variable: str = "NOTIFY_STATE_REDIS_URL") -> redis.Redis:
+    """A client (decoded strings) for ``url``, by default the state store; any URL form."""
+    settings = get_worker_settings()
+    return make_client(url or settings.state_redis_url, settings, variable=variable)
 
 
 def get_redis() -> redis.Redis:
@@ -47,8 +49,22 @@ def get_redis() -> redis.Redis:
     return _client
 
 
+def get_broker_redis() -> redis.Redis:
+    """The process's client for the broker's Redis (``REDIS_URL``), for reading it only."""
+    global _broker, _broker_pid
+    pid = os.getpid()
+    if _broker is None or _broker_pid != pid:
+        with _lock:
+            if _broker is None or _broker_pid != pid:
+                _broker = make_redis(get_worker_settings().redis_url, variable="REDIS_URL")
+                _broker_pid = pid
+    return _broker
+
+
 def reset_redis() -> None:
-    global _client, _client_pid
+    global _client, _client_pid, _broker, _broker_pid
     with _lock:
         _client = None
         _client_pid = None
+        _broker = None
+        _broker_pid = None

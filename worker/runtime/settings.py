@@ -13,21 +13,67 @@ from storage.settings import env_int
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
+DEFAULT_SENTINEL_MASTER = "mymaster"
+REDIS_URL_SEPARATOR = ";"  # between the sentinels of a sentinel:// URL (Celery's own form)
+
+
+def sanitize_url(url: str) -> str:
+    """``url`` with any password replaced by ``**`` (as Celery prints its broker URL), in every
+    ``;``-separated part of a sentinel URL. Use it wherever a Redis URL may reach a log line, an
+    error or the terminal."""
+    parts = []
+    for chunk in (url or "").split(REDIS_URL_SEPARATOR):
+        try:
+            split = urlsplit(chunk)
+            password = split.password
+        except ValueError:  # e.g. a non-numeric port: hide everything after the scheme
+            parts.append(chunk.split("://", 1)[0] + "://**" if "://" in chunk else "**")
+            continue
+        if password is None and "@" not in split.netloc:
+            parts.append(chunk)
+            continue
+        userinfo, _, hostport = split.netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        masked = f"{user}:**@{hostport}" if password is not None else f"**@{hostport}"
+        parts.append(urlunsplit(split._replace(netloc=masked)))
+    return REDIS_URL_SEPARATOR.join(parts)
+
+
 def result_backend_for(redis_url: str) -> str:
-    """The same Redis server, next database number: results never mix with the queues."""
-    parts = urlsplit(redis_url)
+    """The same Redis server, next database number: results never mix with the queues.
+
+    For a sentinel URL the database number is the last part's (``…;sentinel://h:p/db``)."""
+    chunks = redis_url.split(REDIS_URL_SEPARATOR)
+    parts = urlsplit(chunks[-1])
     path = parts.path.strip("/")
     try:
         db = int(path) if path else 0
     except ValueError:
-        raise ConfigurationError(f"REDIS_URL has a bad database number: {path!r}.") from None
-    return urlunsplit(parts._replace(path=f"/{(db + 1) % 16}"))
+        raise ConfigurationError(
+            f"REDIS_URL has a bad database number: {path!r} ({sanitize_url(redis_url)})."
+        ) from None
+    chunks[-1] = urlunsplit(parts._replace(path=f"/{(db + 1) % 16}"))
+    return REDIS_URL_SEPARATOR.join(chunks)
+
+
+def _ca_file(env: Mapping[str, str]) -> str | None:
+    path = (env.get("NOTIFY_REDIS_CA_FILE") or "").strip()
+    if path and not os.path.isfile(path):
+        raise ConfigurationError(
+            f"NOTIFY_REDIS_CA_FILE names {path!r}, which is not a readable file: give the PEM "
+            "bundle of the CA that signed the Redis server's certificate."
+        )
+    return path or None
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     redis_url: str
     result_backend_url: str
+    state_redis_url: str
+    redis_ca_file: str | None
+    sentinel_master: str
+    sentinel_password: str | None
     visibility_timeout: int
     task_time_limit: int
     task_soft_time_limit: int
@@ -63,6 +109,11 @@ class WorkerSettings:
             redis_url=redis_url,
             result_backend_url=(env.get("NOTIFY_RESULT_BACKEND_URL") or "").strip()
             or result_backend_for(redis_url),
+            state_redis_url=(env.get("NOTIFY_STATE_REDIS_URL") or "").strip() or redis_url,
+            redis_ca_file=_ca_file(env),
+            sentinel_master=(env.get("NOTIFY_REDIS_SENTINEL_MASTER") or "").strip()
+            or DEFAULT_SENTINEL_MASTER,
+            sentinel_password=env.get("NOTIFY_REDIS_SENTINEL_PASSWORD") or None,
             visibility_timeout=visibility,
             task_time_limit=hard,
             task_soft_time_limit=max(hard - max(hard // 10, 2), 1),
