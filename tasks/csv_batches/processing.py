@@ -23,7 +23,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery
+from celery import Celery, current_app
 
 from storage.errors import S3NotFound, S3PreconditionFailed, TransientError
 from storage.keys import isoformat
@@ -276,10 +276,7 @@ def dispatch(
     max_rows: int,
 ) -> dict[str, int]:
     """Pass 2: validate rows after ``checkpoint`` and publish the valid ones in batches."""
-    if app is None:
-        from worker.runtime.app import app as default_app
-
-        app = default_app
+    app = app or current_app
     upload_id = spec.upload_id
     dispatched = counters["dispatched"]
     invalid = counters["invalid"]

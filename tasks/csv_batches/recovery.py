@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from celery import Celery
+from celery import Celery, current_app
 
 from storage.errors import NotifyError
 from storage.keys import parse_csv_upload_key, parse_timestamp
@@ -52,14 +52,6 @@ EXTERNAL_SINK_BACKLOG_SECONDS = 3600
 # A schedule rewrites the object (LastModified = schedule time) at most 7 days before it is due;
 # look a week further back for jobs that fell due while the state was gone.
 REBUILD_WINDOW = timedelta(days=15)
-
-
-def _app(app: Celery | None) -> Celery:
-    if app is None:
-        from worker.runtime.app import app as default_app
-
-        return default_app
-    return app
 
 
 def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -> list[str]:
@@ -100,7 +92,9 @@ def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -
                     {"error_code": "invalid_job_state", "error_message": error.message},
                 )
             continue
-        _app(app).send_task(queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=queue)
+        (app or current_app).send_task(
+            queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=queue
+        )
         logger.warning("re-drove %s job %s (silent for too long)", status, upload_id)
         sent.append(upload_id)
     return sent
@@ -275,7 +269,9 @@ def _resend(upload_id: str, state: dict[str, str], why: str, app: Any) -> bool:
     resends = st.request_resend(upload_id)
     if resends is None:
         return False
-    _app(app).send_task(queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=_job_queue(full))
+    (app or current_app).send_task(
+        queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=_job_queue(full)
+    )
     logger.warning("re-sending the rows of job %s (re-send %d): %s", upload_id, resends, why)
     return True
 

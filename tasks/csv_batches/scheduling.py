@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from celery import Celery
+from celery import Celery, current_app
 
 from storage.errors import InvalidInput, NotifyError, S3NotFound
 from storage.keys import csv_upload_key, isoformat, parse_timestamp, require_uuid
@@ -120,10 +120,7 @@ def _scheduled_fields(
 
 def release_due(*, app: Celery | None = None, now: float | None = None) -> dict[str, Any]:
     """Start every scheduled job that is due, each exactly once."""
-    if app is None:
-        from worker.runtime.app import app as default_app
-
-        app = default_app
+    app = app or current_app
     now = time.time() if now is None else now
     released: list[str] = []
     failed = 0

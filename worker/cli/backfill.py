@@ -403,13 +403,14 @@ def backfill_csv(
     from storage.keys import require_uuid
     from tasks.csv_batches import backfill as csv_sources
     from worker.runtime import backfill_items as sources
+    from worker.runtime.app import app
 
     process_job = _core("tasks.csv_batches.processing", "process_job", "csv")
     job_spec = _core("tasks.csv_batches.spec", "JobSpec", "csv")
 
     def handler(kwargs: dict[str, Any]) -> Mapping[str, Any]:
         scheduled_for = kwargs.pop("scheduled_for", None)
-        return process_job(job_spec.from_kwargs(**kwargs), scheduled_for=scheduled_for)
+        return process_job(job_spec.from_kwargs(**kwargs), scheduled_for=scheduled_for, app=app)
 
     try:
         for service_id in service_ids:

@@ -184,7 +184,9 @@ def deadletter_replay(task_ids: tuple[str, ...], replay_all: bool) -> None:
     """Send dead letters again with their original arguments (new task ids)."""
     if not task_ids and not replay_all:
         raise click.UsageError("give TASK_IDS or --all")
-    replayed = deadletter.replay(None if replay_all else list(task_ids))
+    from worker.runtime.app import app
+
+    replayed = deadletter.replay(None if replay_all else list(task_ids), app=app)
     for old, new in replayed:
         console.print(f"replayed {old} as {new}", highlight=False, soft_wrap=True)
     if task_ids and len(replayed) < len(task_ids):

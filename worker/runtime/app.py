@@ -20,6 +20,9 @@ TASK_MODULES = [
 
 app = Celery("notify_worker", task_cls="worker.runtime.base:NotifyTask", include=TASK_MODULES)
 app.config_from_object("celeryconfig")
+# The app of every thread of the process (Celery's own default is per thread): cores that send
+# tasks use ``celery.current_app`` unless given an app, and must find this one in pool threads.
+app.set_default()
 
 
 @signals.setup_logging.connect

@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from celery import current_app
+
 from worker.runtime.redis_state import get_redis, key
 from worker.runtime.settings import get_worker_settings
 
@@ -55,10 +57,7 @@ def count() -> int:
 
 def replay(task_ids: list[str] | None = None, *, app: Any = None) -> list[tuple[str, str]]:
     """Send dead letters again (all when ``task_ids`` is None); returns (old id, new id)."""
-    if app is None:
-        from worker.runtime.app import app as default_app
-
-        app = default_app
+    app = app or current_app
     r = get_redis()
     replayed = []
     for entry in entries():
