@@ -31,6 +31,9 @@ from celery import Celery
 from celery.app.task import extract_exec_options
 from celery.utils import uuid as task_uuid
 
+from worker.runtime.logs import current_request_id
+from worker.runtime.queues import REQUEST_ID_HEADER
+
 MAX_BATCH_ROWS = 1000
 
 try:  # CPython's built-in SHA-1: less per-call overhead than OpenSSL's for 20-byte inputs
@@ -132,6 +135,9 @@ class BatchPublisher:
         self._context: Any = None
         self._producer: Any = None
         self._route: _SinkRoute | None = None
+        # The job's request id goes on with its batches, so their log lines carry it too.
+        request_id = current_request_id()
+        self.headers = {REQUEST_ID_HEADER: request_id} if request_id else None
 
     def __enter__(self) -> BatchPublisher:
         self._context = self.app.producer_or_acquire()
@@ -160,6 +166,7 @@ class BatchPublisher:
             argsrepr="()",
             ignore_result=True,
             add_to_parent=False,
+            headers=self.headers,
         )
         self.messages += 1
 
@@ -207,6 +214,7 @@ class BatchPublisher:
             message._replace(body=body),
             content_type="application/json",
             content_encoding="utf-8",
+            headers=self.headers,
             **route.options,
         )
         self.messages += 1

@@ -105,7 +105,10 @@ def test_text_format_has_the_ids(capture):
     with log_context(task_id="t-9", task_name="notify.letters.move_transient", upload_id="u-9"):
         logging.getLogger("tasks.letters").warning("skipped: invalid")
     text = stream.getvalue()
-    assert "WARNING tasks.letters [notify.letters.move_transient t-9 service=- upload=u-9]" in text
+    assert (
+        "WARNING tasks.letters [notify.letters.move_transient t-9 service=- upload=u-9 request=-]"
+        in text
+    )
     assert text.rstrip().endswith("skipped: invalid")
 
 

@@ -24,8 +24,9 @@ from worker.runtime import queues
 CLEANUP_HOUR = 1  # 01:xx UTC, when the services are quiet
 CLEANUP_STAGGER_MINUTES = 7
 BEAT_MAX_LOOP_INTERVAL = 5  # seconds between ticks at most: how often the lock is extended
-LOCK_KEY = "notify:beat:lock"
-KEY_PREFIX = "notify:beat:"
+# Environments that share one Redis (NOTIFY_QUEUE_PREFIX) each get their own schedule and lock.
+KEY_PREFIX = f"notify:beat:{queues.PREFIX}"
+LOCK_KEY = f"{KEY_PREFIX}lock"
 
 
 def lock_timeout(environ: Mapping[str, str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +19,9 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 CONTEXT_FIELDS = ("task_id", "task_name", "service_id", "upload_id")
+# The web request that started the task (the ``notify_request_id`` message header), when the
+# sender set one; "-" otherwise.
+REQUEST_ID_FIELD = "request_id"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "notify_log_context", default=_EMPTY
@@ -35,10 +39,26 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+
+def clean_request_id(value: object) -> str | None:
+    """A sender's request id as it may appear in a log line: anything else (a newline that
+    would forge a line, say) shows as "invalid"."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value) else "invalid"
+
+
+def current_request_id() -> str | None:
+    """The request id of the task running here, to carry on to the messages it sends."""
+    return _context.get().get(REQUEST_ID_FIELD)
+
+
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         context = _context.get()
-        for name in CONTEXT_FIELDS:
+        for name in (*CONTEXT_FIELDS, REQUEST_ID_FIELD):
             if not hasattr(record, name):
                 setattr(record, name, context.get(name, "-"))
         return True
@@ -46,7 +66,7 @@ class ContextFilter(logging.Filter):
 
 TEXT_FORMAT = (
     "%(asctime)s %(levelname)s %(name)s [%(task_name)s %(task_id)s "
-    "service=%(service_id)s upload=%(upload_id)s] %(message)s"
+    "service=%(service_id)s upload=%(upload_id)s request=%(request_id)s] %(message)s"
 )
 
 
@@ -58,7 +78,7 @@ def configure(level: str = "INFO", fmt: str = "text", stream: Any = None) -> Non
         handler.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s "
-                + " ".join(f"%({f})s" for f in CONTEXT_FIELDS),
+                + " ".join(f"%({f})s" for f in (*CONTEXT_FIELDS, REQUEST_ID_FIELD)),
                 rename_fields={"levelname": "level", "asctime": "time"},
             )
         )

@@ -1,14 +1,62 @@
-"""Queue and task names: the web app's contract (SPEC §3), in one place."""
+"""Queue and task names: the web app's contract, in one place.
+
+The web app's client package (``client/``, ``notify_worker_client.names``) holds the same names;
+a unit test compares the two so they cannot drift apart.
+
+Each queue gets the deployment's ``NOTIFY_QUEUE_PREFIX`` (default empty) in front, read once per
+process: workers, beat, the sink and the bulk queues all use the prefixed names below, so several
+environments can share one broker. The client takes the same prefix (``queue_prefix``).
+"""
 
 from __future__ import annotations
 
-CSV_BATCHES = "csv-batches"
-CSV_BATCHES_BULK = "csv-batches-bulk"
-LETTERS = "letters"
-REPORTS = "reports"
-CLEANUP = "cleanup"
-PERIODIC = "periodic"
-DATABASE_TASKS = "database-tasks"  # the default row sink queue
+import os
+import re
+from collections.abc import Mapping
+
+from storage.errors import ConfigurationError
+
+PREFIX_VAR = "NOTIFY_QUEUE_PREFIX"
+_PREFIX_RE = re.compile(r"[A-Za-z0-9._-]{0,64}")
+
+
+def queue_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """The deployment's queue prefix (``NOTIFY_QUEUE_PREFIX``), checked."""
+    env = os.environ if environ is None else environ
+    prefix = (env.get(PREFIX_VAR) or "").strip()
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise ConfigurationError(
+            f"{PREFIX_VAR} must be at most 64 of A-Z a-z 0-9 . _ -, got {prefix[:80]!r}."
+        )
+    return prefix
+
+
+PREFIX = queue_prefix()
+
+
+def prefixed(name: str, prefix: str | None = None) -> str:
+    """A base queue name as this deployment calls it (a name already prefixed is left alone)."""
+    prefix = PREFIX if prefix is None else prefix
+    return name if not prefix or name.startswith(prefix) else prefix + name
+
+
+# Base names (without the prefix): the contract.
+BASE_QUEUES = {
+    "CSV_BATCHES": "csv-batches",
+    "CSV_BATCHES_BULK": "csv-batches-bulk",
+    "LETTERS": "letters",
+    "REPORTS": "reports",
+    "CLEANUP": "cleanup",
+    "PERIODIC": "periodic",
+    "DATABASE_TASKS": "database-tasks",  # the built-in row sink's queue
+}
+CSV_BATCHES = prefixed(BASE_QUEUES["CSV_BATCHES"])
+CSV_BATCHES_BULK = prefixed(BASE_QUEUES["CSV_BATCHES_BULK"])
+LETTERS = prefixed(BASE_QUEUES["LETTERS"])
+REPORTS = prefixed(BASE_QUEUES["REPORTS"])
+CLEANUP = prefixed(BASE_QUEUES["CLEANUP"])
+PERIODIC = prefixed(BASE_QUEUES["PERIODIC"])
+DATABASE_TASKS = prefixed(BASE_QUEUES["DATABASE_TASKS"])  # the default row sink queue
 BULK_SUFFIX = "-bulk"
 
 
@@ -27,6 +75,9 @@ REPORTS_GENERATE = "notify.reports.generate"
 CLEANUP_SWEEP = "notify.cleanup.sweep"
 JOBS_RECONCILE = "notify.jobs.reconcile"
 NOTIFICATIONS_SAVE_BATCH = "notify.notifications.save_batch"
+
+# The message header a sender sets to have its request id on every log line of the task.
+REQUEST_ID_HEADER = "notify_request_id"
 
 TASK_QUEUES: dict[str, str] = {
     CSV_PROCESS_BATCH: CSV_BATCHES,

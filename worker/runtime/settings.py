@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from storage.errors import ConfigurationError
 from storage.settings import env_int
+from worker.runtime import queues
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -124,7 +125,11 @@ class WorkerSettings:
             csv_max_rows=env_int(env, "NOTIFY_CSV_MAX_ROWS", 100_000, minimum=1),
             bulk_threshold_rows=env_int(env, "NOTIFY_BULK_THRESHOLD_ROWS", 5_000, minimum=1),
             row_sink_task=(env.get("NOTIFY_ROW_SINK_TASK") or "notify.notifications.save_batch"),
-            row_sink_queue=(env.get("NOTIFY_ROW_SINK_QUEUE") or "database-tasks"),
+            # The deployment's queue prefix goes in front of the sink's queue too.
+            row_sink_queue=queues.prefixed(
+                (env.get("NOTIFY_ROW_SINK_QUEUE") or "database-tasks").strip(),
+                queues.queue_prefix(env),
+            ),
             transient_letter_alert_hours=env_int(
                 env, "NOTIFY_TRANSIENT_LETTER_ALERT_HOURS", 24, minimum=1
             ),
