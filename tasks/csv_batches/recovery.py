@@ -38,6 +38,7 @@ from tasks.csv_batches import outcome_metadata, scheduling
 from tasks.csv_batches import state as st
 from tasks.csv_batches.fanout import MAX_BATCH_ROWS
 from tasks.csv_batches.spec import SOURCES, JobSpec
+from tasks.csv_batches.state import JobState
 from worker.runtime import queues
 from worker.runtime.settings import get_worker_settings
 
@@ -62,27 +63,27 @@ def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -
     sent: list[str] = []
     lengths: dict[str, int] = {}
     for upload_id, state in st.pending_states().items():
-        status = state.get("status")
+        status = state.status
         queue = _job_queue(state)
         if status == st.RUNNING:
-            if not st.is_stuck(state, now) or st.lease_holder(upload_id):
+            if not state.is_stuck(now) or st.lease_holder(upload_id):
                 continue
         elif status == st.QUEUED:
             if not _queued_looks_lost(state, queue, now, stale, lengths):
                 continue
         else:
             continue
-        params = st.job_params(state)
+        params = state.job_params()
         if not params or not st.mark_redrive(upload_id, stale):
             continue
-        if int(state.get("runs") or 0) > settings.max_redeliveries + 1:
+        if state.runs > settings.max_redeliveries + 1:
             _give_up(upload_id, state)  # it died every time: a poison file, say
             continue
         if status == st.QUEUED and st.count_requeue(upload_id) > settings.max_redeliveries + 1:
             _give_up(upload_id, state, code="job_not_started")  # every delivery refused it
             continue
         try:
-            spec = JobSpec.from_params(state.get("service_id", ""), upload_id, params)
+            spec = JobSpec.from_params(state.service_id or "", upload_id, params)
         except NotifyError as error:
             logger.error("cannot re-drive %s: %s", upload_id, error.message)
             if status == st.QUEUED:  # never started: nothing to resume, nothing on the object
@@ -100,10 +101,8 @@ def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -
     return sent
 
 
-def _job_queue(state: dict[str, str]) -> str:
-    return state.get("queue") or (
-        queues.CSV_BATCHES_BULK if state.get("bulk") == "1" else queues.CSV_BATCHES
-    )
+def _job_queue(state: JobState) -> str:
+    return state.queue or (queues.CSV_BATCHES_BULK if state.bulk else queues.CSV_BATCHES)
 
 
 def _queue_length(queue: str, lengths: dict[str, int]) -> int:
@@ -114,21 +113,21 @@ def _queue_length(queue: str, lengths: dict[str, int]) -> int:
 
 
 def _queued_looks_lost(
-    state: dict[str, str], queue: str, now: float, stale: int, lengths: dict[str, int]
+    state: JobState, queue: str, now: float, stale: int, lengths: dict[str, int]
 ) -> bool:
     """A queued job whose message cannot be waiting any more: older than the stale period with
     nothing in its queue, or older than three periods (a queue that never empties)."""
-    age = now - float(state.get("queued_epoch") or 0)
+    age = now - (state.queued_epoch or 0)
     if age > stale * QUEUED_STALE_FACTOR:
         return True
     return age > stale and _queue_length(queue, lengths) == 0
 
 
-def _give_up(upload_id: str, state: dict[str, str], code: str = "job_stalled") -> None:
+def _give_up(upload_id: str, state: JobState, code: str = "job_stalled") -> None:
     """Fail a job that died on every run instead of re-driving it forever."""
     if code == "job_stalled":
         message = (
-            f"The job stopped without finishing {state.get('runs')} times (worker killed or out "
+            f"The job stopped without finishing {state.runs} times (worker killed or out "
             "of memory?); it is not re-driven again. Rows already sent stay sent."
         )
     else:
@@ -137,15 +136,14 @@ def _give_up(upload_id: str, state: dict[str, str], code: str = "job_stalled") -
             "or lost); it is not re-sent again."
         )
     logger.error("giving up on job %s: %s", upload_id, message)
-    counters = {k: int(state.get(k) or 0) for k in ("total", "dispatched", "invalid")}
     try:
-        spec = JobSpec.from_params(state.get("service_id", ""), upload_id, st.job_params(state))
+        spec = JobSpec.from_params(state.service_id or "", upload_id, state.job_params() or {})
         outcome_metadata.write_outcome(
             spec.bucket,
             spec.key,
             outcome_metadata.outcome_fields(
                 st.FAILED,
-                **counters,
+                **state.counters.fields(),
                 finished_at=st.now_iso(),
                 error_code=code,
                 params_json=spec.params_json(),
@@ -188,20 +186,19 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
     life: list[tuple[str, float] | None] = []  # the broker's (run_id, started), read once
     done: list[str] = []
     sent: list[str] = []
-    for upload_id, state in watched.items():
-        sink_task, sink_queue = state.get("sink_task"), state.get("sink_queue")
-        if state.get("status") != st.FINISHED or not sink_task or not sink_queue:
+    for upload_id, (state, since) in watched.items():
+        sink_task, sink_queue = state.sink_task, state.sink_queue
+        if state.status != st.FINISHED or not sink_task or not sink_queue:
             done.append(upload_id)  # expired, or dispatched before anything was recorded
             continue
         quiet_since = max(
-            float(state.get(name) or 0)
-            for name in ("heartbeat", "stored_at", "resend_requested_epoch")
+            state.heartbeat or 0, state.stored_at or 0, state.resend_requested_epoch or 0
         )
         if now - quiet_since <= stale:
             continue  # the sink is storing, or a re-send is under way or was just asked for
         if _resend_may_be_queued(state, now, stale, lengths):
             continue
-        dispatched, stored = int(state.get("dispatched") or 0), int(state.get("stored") or 0)
+        dispatched, stored = state.dispatched, state.stored
         if sink_task == queues.NOTIFICATIONS_SAVE_BATCH:
             missing = dispatched - stored
             if missing <= 0:
@@ -216,8 +213,7 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
             if life[0] is None:
                 continue  # the broker will not say who it is: nothing to compare
             run_id, started = life[0]
-            since = float(state.get("watched_since") or 0)
-            if state.get("broker_run_id") == run_id:
+            if state.broker_run_id == run_id:
                 if _queue_length(sink_queue, lengths) == 0:
                     done.append(upload_id)  # every batch has left the broker
                 elif now - since > EXTERNAL_SINK_BACKLOG_SECONDS:
@@ -237,22 +233,20 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
     return sent
 
 
-def _resend_may_be_queued(
-    state: dict[str, str], now: float, stale: int, lengths: dict[str, int]
-) -> bool:
+def _resend_may_be_queued(state: JobState, now: float, stale: int, lengths: dict[str, int]) -> bool:
     """A re-send was asked for and its message may still wait in the job's queue (as for a
     queued job: unless it is older than three stale periods)."""
-    if not state.get("resend"):
+    if not state.resend:
         return False
-    asked = float(state.get("resend_requested_epoch") or 0)
+    asked = state.resend_requested_epoch or 0
     if now - asked > stale * QUEUED_STALE_FACTOR:
         return False
     return _queue_length(_job_queue(state), lengths) > 0
 
 
-def _resend(upload_id: str, state: dict[str, str], why: str, app: Any) -> bool:
+def _resend(upload_id: str, state: JobState, why: str, app: Any) -> bool:
     """Ask a worker to re-send the job's rows; False: it will not be, stop watching it."""
-    if int(state.get("resends") or 0) >= MAX_RESENDS:
+    if state.resends >= MAX_RESENDS:
         logger.error(
             "job %s: sink batches still missing after %d re-sends (%s); not re-sent again",
             upload_id,
@@ -260,10 +254,10 @@ def _resend(upload_id: str, state: dict[str, str], why: str, app: Any) -> bool:
             why,
         )
         return False
-    full = st.read_job(upload_id) or {}
+    full = st.load_or_empty(upload_id)
     try:
-        spec = JobSpec.from_params(full.get("service_id", ""), upload_id, st.job_params(full))
-    except (NotifyError, AttributeError) as error:
+        spec = JobSpec.from_params(full.service_id or "", upload_id, full.job_params() or {})
+    except (NotifyError, AttributeError, ValueError) as error:
         logger.error("cannot re-send the rows of %s: %s", upload_id, error)
         return False
     resends = st.request_resend(upload_id)
@@ -281,10 +275,10 @@ def repair_schedule_index() -> int:
     indexed = st.scheduled_members()
     repaired = 0
     for upload_id, state in st.pending_states().items():
-        if state.get("status") != st.SCHEDULED or upload_id in indexed:
+        if state.status != st.SCHEDULED or upload_id in indexed:
             continue
         try:
-            due = parse_timestamp(state.get("scheduled_for"), "scheduled_for").timestamp()
+            due = parse_timestamp(state.scheduled_for, "scheduled_for").timestamp()
         except NotifyError:
             continue
         if st.ensure_scheduled_index(upload_id, due):

@@ -82,22 +82,22 @@ def _not_found(upload_id: str, why: str) -> InvalidInput:
 
 
 def _recorded_job(service_id: str, upload_id: str, source: str, info: ObjectInfo) -> _Recorded:
-    state = st.read_job(upload_id) or {}
+    state = st.load_or_empty(upload_id)
     metadata = info.metadata
-    if state and state.get("service_id") not in (None, "", service_id):
+    if state.service_id not in (None, service_id):
         raise _not_found(upload_id, "it belongs to another service")
-    status = metadata.get("processing_status") or state.get("status")
+    status = metadata.get("processing_status") or state.status
     if status in (None, "", *st.PENDING_STATUSES):
         raise _not_found(upload_id, f"the job is {status or 'unknown'}")
     if status == st.CANCELLED:
         raise _not_found(upload_id, "the job was cancelled before it started")
     if status == st.FAILED:
-        code = metadata.get("processing_error_code") or state.get("error_code") or "unknown"
+        code = metadata.get("processing_error_code") or state.error_code or "unknown"
         raise InvalidInput(
             f"The job for upload {upload_id} failed ({code}): no rows were dispatched.",
             code="job_failed",
         )
-    params = st.job_params(state) if state.get("params") else None
+    params = state.job_params()
     if params is None and metadata.get("processing_params"):
         params = json.loads(metadata["processing_params"])
     if params is None:
@@ -107,23 +107,19 @@ def _recorded_job(service_id: str, upload_id: str, source: str, info: ObjectInfo
         )
     spec = JobSpec.from_params(service_id, upload_id, {**params, "source": source})
 
-    def number(meta_name: str, state_name: str) -> int:
-        return int(metadata.get(meta_name) or state.get(state_name) or 0)
+    def number(meta_name: str, from_state: int) -> int:
+        return int(metadata.get(meta_name) or from_state)
 
     etags = {
         e.strip('"')
-        for e in (
-            state.get("etag"),
-            state.get("final_etag"),
-            metadata.get("processing_source_etag"),
-        )
+        for e in (state.etag, state.final_etag, metadata.get("processing_source_etag"))
         if e
     }
     return _Recorded(
         spec=spec,
-        total=number("processing_rows_total", "total"),
-        dispatched=number("processing_rows_dispatched", "dispatched"),
-        invalid=number("processing_rows_invalid", "invalid"),
+        total=number("processing_rows_total", state.total),
+        dispatched=number("processing_rows_dispatched", state.dispatched),
+        invalid=number("processing_rows_invalid", state.invalid),
         etags=tuple(etags),
     )
 

@@ -132,11 +132,10 @@ def release_due(*, app: Celery | None = None, now: float | None = None) -> dict[
             # Every due member leaves the index here (claimed, or stale and dropped).
             if not st.claim_due(upload_id):
                 continue
-            state = st.read_job(upload_id) or {}
+            state = st.load_or_empty(upload_id)
             try:
-                spec = JobSpec.from_params(
-                    state.get("service_id", ""), upload_id, st.job_params(state) or {}
-                )
+                params = state.job_params() or {}
+                spec = JobSpec.from_params(state.service_id or "", upload_id, params)
             except (NotifyError, ValueError) as error:
                 failed += 1
                 logger.error("scheduled job %s has unusable parameters: %s", upload_id, error)
@@ -146,7 +145,7 @@ def release_due(*, app: Celery | None = None, now: float | None = None) -> dict[
                     {"error_code": "invalid_job_state", "error_message": str(error)},
                 )
                 continue
-            queue = state.get("queue") or queues.CSV_BATCHES
+            queue = state.queue or queues.CSV_BATCHES
             app.send_task(queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=queue)
             released.append(upload_id)
     if released:
@@ -162,9 +161,9 @@ def cancel_job(service_id: str, upload_id: str) -> dict[str, Any]:
     require_uuid(service_id, "service_id")
     require_uuid(upload_id, "upload_id")
     for _ in range(3):  # the no-state path may race with a rebuild: look again
-        state = st.read_job(upload_id)
+        state = st.load_job(upload_id)
         if state is not None:
-            if state.get("service_id") not in (None, "", service_id):
+            if state.service_id not in (None, service_id):
                 raise _not_found(upload_id)
             previous = st.claim_cancel(upload_id)
             if previous is None:
@@ -177,9 +176,9 @@ def cancel_job(service_id: str, upload_id: str) -> dict[str, Any]:
 
 
 def _after_claim(
-    service_id: str, upload_id: str, previous: str, state: dict[str, str]
+    service_id: str, upload_id: str, previous: str, state: st.JobState
 ) -> dict[str, Any]:
-    source = state.get("source") or "csv-upload"
+    source = state.source or "csv-upload"
     if previous in (st.SCHEDULED, st.CANCELLED):
         # Write (or, for a repeat, make sure of) the outcome on the object.
         _write_cancelled(get_settings().bucket(source), csv_upload_key(service_id, upload_id))

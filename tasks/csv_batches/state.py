@@ -28,7 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,18 +99,7 @@ def _index_ttl() -> int:
     return _ttl() + MAX_SCHEDULE_AHEAD_SECONDS + 24 * 3600
 
 
-# --- reading ---------------------------------------------------------------------------------
-
-
-def read_job(upload_id: str) -> dict[str, str] | None:
-    """The raw job hash, or None when Redis has no state for this upload."""
-    data = get_redis().hgetall(job_key(upload_id))
-    return data or None
-
-
-def job_params(state: Mapping[str, str]) -> dict[str, Any] | None:
-    raw = state.get("params")
-    return json.loads(raw) if raw else None
+# --- the job hash as a type ----------------------------------------------------------------------
 
 
 def _int(value: str | None) -> int:
@@ -125,36 +116,208 @@ def _float(value: str | None) -> float | None:
         return None
 
 
+def _text(value: str | None) -> str | None:
+    return value or None
+
+
+def _flag(value: str | None) -> bool:
+    return value not in (None, "", "0")
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """A job's row counters, as the task result, the outcome and the job hash carry them."""
+
+    total: int = 0
+    dispatched: int = 0
+    invalid: int = 0
+
+    def fields(self) -> dict[str, int]:
+        return {"total": self.total, "dispatched": self.dispatched, "invalid": self.invalid}
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """``notify:job:{upload_id}`` read once into typed fields.
+
+    Attribute names are the hash's field names (the wire format: other processes, older
+    workers and operators read them), so ``from_hash`` / ``to_fields`` are a plain mapping.
+    A field the hash lacks reads as None, 0 or False. Writers still go through the functions
+    below (they add heartbeats, expiries and index updates in one round trip).
+    """
+
+    upload_id: str
+    status: str | None = None
+    service_id: str | None = None
+    source: str | None = None
+    params: str | None = None  # the job's JobSpec.params_json()
+    queue: str | None = None  # the queue its message came on (re-drives go there)
+    lane: str | None = None  # "normal" or "bulk": see fairness.py
+    etag: str | None = None
+    final_etag: str | None = None
+    size: int = 0
+    runner: str | None = None
+    runs: int = 0
+    requeues: int = 0
+    # counters
+    total: int = 0
+    dispatched: int = 0
+    invalid: int = 0
+    stored: int = 0
+    checkpoint: int = 0
+    scanned: bool = False
+    bulk: bool = False
+    # times: ISO 8601 text for people, epoch seconds for arithmetic
+    heartbeat: float | None = None
+    stored_at: float | None = None
+    scheduled_for: str | None = None
+    queued_at: str | None = None
+    queued_epoch: float | None = None
+    started_at: str | None = None
+    started_epoch: float | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    # recovery: where the batches went, and re-sends of them
+    sink_task: str | None = None
+    sink_queue: str | None = None
+    broker_run_id: str | None = None
+    resend: bool = False
+    resends: int = 0
+    resend_requested_epoch: float | None = None
+    resend_started_at: str | None = None
+    resend_checkpoint: int = 0
+    resend_dispatched: int = 0
+    resend_invalid: int = 0
+    resent_at: str | None = None
+    resent_rows: int = 0
+    resend_error: str | None = None
+
+    @classmethod
+    def from_hash(cls, upload_id: str, data: Mapping[str, str]) -> JobState:
+        values: dict[str, Any] = {}
+        for name, parse in _PARSERS.items():
+            raw = data.get(name)
+            if raw is not None:
+                values[name] = parse(raw)
+        return cls(upload_id=upload_id, **values)
+
+    def to_fields(self, *names: str) -> dict[str, str]:
+        """The named fields (all when none are named) as the hash holds them."""
+        return {name: _encode(getattr(self, name)) for name in names or _PARSERS}
+
+    @property
+    def counters(self) -> Counters:
+        return Counters(self.total, self.dispatched, self.invalid)
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    def job_params(self) -> dict[str, Any] | None:
+        return json.loads(self.params) if self.params else None
+
+    def is_stuck(self, now: float | None = None) -> bool:
+        """Running, with a heartbeat older than ``NOTIFY_JOB_STALE_SECONDS``."""
+        if self.status != RUNNING:
+            return False
+        now = time.time() if now is None else now
+        beat = self.heartbeat
+        return beat is None or now - beat > get_worker_settings().job_stale_seconds
+
+    def progress(self) -> dict[str, Any]:
+        """What ``read_progress`` returns (see there)."""
+        return {
+            "upload_id": self.upload_id,
+            "service_id": self.service_id,
+            "source": self.source,
+            "status": self.status,
+            "stuck": self.is_stuck(),
+            **{name: getattr(self, name) for name in COUNTERS},
+            **{name: getattr(self, name) for name in _PROGRESS_TEXT},
+        }
+
+    def skipped(self, reason: str) -> dict[str, Any]:
+        """The task result for a delivery that does nothing (``status: skipped``)."""
+        result: dict[str, Any] = {
+            "status": "skipped",
+            "reason": reason,
+            "upload_id": self.upload_id,
+            "job_status": self.status,
+            "rows_total": self.total,
+            "rows_dispatched": self.dispatched,
+            "rows_invalid": self.invalid,
+        }
+        if self.finished_at:
+            result["finished_at"] = self.finished_at
+        if self.error_code:
+            result["error_code"] = self.error_code
+        return result
+
+
+def _parser(annotation: str) -> Any:
+    if annotation == "int":
+        return _int
+    if annotation == "bool":
+        return _flag
+    if annotation == "float | None":
+        return _float
+    return _text
+
+
+_PARSERS = {f.name: _parser(str(f.type)) for f in dataclass_fields(JobState)[1:]}
+_PROGRESS_TEXT = (
+    "scheduled_for",
+    "queued_at",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "error_code",
+    "error_message",
+)
+
+
+def _encode(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def read_job(upload_id: str) -> dict[str, str] | None:
+    """The raw job hash, or None when Redis has no state for this upload."""
+    data = get_redis().hgetall(job_key(upload_id))
+    return data or None
+
+
+def load_job(upload_id: str) -> JobState | None:
+    """The job hash as a ``JobState`` (one HGETALL), or None when Redis has no state."""
+    data = read_job(upload_id)
+    return JobState.from_hash(upload_id, data) if data else None
+
+
+def load_or_empty(upload_id: str) -> JobState:
+    """``load_job``, or an empty state (status None) when Redis knows nothing."""
+    return load_job(upload_id) or JobState(upload_id)
+
+
+def job_params(state: Mapping[str, str]) -> dict[str, Any] | None:
+    raw = state.get("params")
+    return json.loads(raw) if raw else None
+
+
 def is_stuck(state: Mapping[str, str], now: float | None = None) -> bool:
     """A running job whose heartbeat is older than ``NOTIFY_JOB_STALE_SECONDS``."""
-    if state.get("status") != RUNNING:
-        return False
-    beat = _float(state.get("heartbeat"))
-    now = time.time() if now is None else now
-    return beat is None or now - beat > get_worker_settings().job_stale_seconds
+    return JobState.from_hash("", state).is_stuck(now)
 
 
 def progress_from_state(upload_id: str, state: Mapping[str, str]) -> dict[str, Any]:
-    progress: dict[str, Any] = {
-        "upload_id": upload_id,
-        "service_id": state.get("service_id"),
-        "source": state.get("source"),
-        "status": state.get("status"),
-        "stuck": is_stuck(state),
-    }
-    for name in COUNTERS:
-        progress[name] = _int(state.get(name))
-    for name in (
-        "scheduled_for",
-        "queued_at",
-        "started_at",
-        "updated_at",
-        "finished_at",
-        "error_code",
-        "error_message",
-    ):
-        progress[name] = state.get(name) or None
-    return progress
+    return JobState.from_hash(upload_id, state).progress()
 
 
 def read_progress(upload_id: str) -> dict[str, Any] | None:
@@ -164,12 +327,12 @@ def read_progress(upload_id: str) -> dict[str, Any] | None:
     (rows the built-in sink has stored), checkpoint, scheduled_for, queued_at, started_at,
     updated_at, finished_at, error_code, error_message.
     """
-    state = read_job(upload_id)
-    return progress_from_state(upload_id, state) if state else None
+    state = load_job(upload_id)
+    return state.progress() if state else None
 
 
-def pending_states(fields: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
-    """Hashes of every job in the pending index (one pipeline: O(number of pending jobs))."""
+def pending_states() -> dict[str, JobState]:
+    """Every job in the pending index (one pipeline: O(number of pending jobs))."""
     r = get_redis()
     members = r.zrange(PENDING_KEY, 0, -1)
     if not members:
@@ -178,10 +341,11 @@ def pending_states(fields: Iterable[str] | None = None) -> dict[str, dict[str, s
         for upload_id in members:
             pipe.hgetall(job_key(upload_id))
         states = pipe.execute()
-    found: dict[str, dict[str, str]] = {}
+    found: dict[str, JobState] = {}
     gone: list[str] = []
-    for upload_id, state in zip(members, states, strict=True):
-        if state and state.get("status") in PENDING_STATUSES:
+    for upload_id, data in zip(members, states, strict=True):
+        state = JobState.from_hash(upload_id, data)
+        if state.status in PENDING_STATUSES:
             found[upload_id] = state
         else:
             gone.append(upload_id)
@@ -192,7 +356,7 @@ def pending_states(fields: Iterable[str] | None = None) -> dict[str, dict[str, s
 
 def list_jobs() -> list[dict[str, Any]]:
     """Progress of every scheduled, queued or running job (stuck ones flagged)."""
-    return [progress_from_state(u, s) for u, s in pending_states().items()]
+    return [state.progress() for state in pending_states().values()]
 
 
 def pending_uploads() -> dict[str, dict[str, Any]]:
@@ -203,10 +367,10 @@ def pending_uploads() -> dict[str, dict[str, Any]]:
     """
     return {
         upload_id: {
-            "status": state.get("status"),
-            "service_id": state.get("service_id"),
-            "source": state.get("source"),
-            "scheduled_for": state.get("scheduled_for") or None,
+            "status": state.status,
+            "service_id": state.service_id,
+            "source": state.source,
+            "scheduled_for": state.scheduled_for,
         }
         for upload_id, state in pending_states().items()
     }
@@ -217,10 +381,9 @@ def status_summary() -> dict[str, int]:
     summary = {"running": 0, "queued": 0, "scheduled": 0, "stuck": 0}
     now = time.time()
     for state in pending_states().values():
-        status = state.get("status", "")
-        if status in summary:
-            summary[status] += 1
-        if is_stuck(state, now):
+        if state.status in summary:
+            summary[state.status] += 1
+        if state.is_stuck(now):
             summary["stuck"] += 1
     return summary
 
@@ -326,7 +489,7 @@ def finish(upload_id: str, status: str, fields: Mapping[str, Any]) -> None:
         pipe.zrem(SCHEDULED_KEY, upload_id)
         pipe.expire(notifications_key(upload_id), ttl)
         pipe.delete(redrive_key(upload_id))
-        if status == FINISHED and _int(str(fields.get("dispatched") or "")) > 0:
+        if status == FINISHED and _int(_encode(fields.get("dispatched"))) > 0:
             # Its batches may still wait in the broker: the reconciler watches them arrive.
             _watch(pipe, upload_id, now)
         pipe.execute()
@@ -567,10 +730,10 @@ WATCH_FIELDS = (
 )
 
 
-def watched_jobs() -> dict[str, dict[str, str]]:
-    """The sink watch: ``{upload_id: some fields of its hash, plus "watched_since" (the watch
-    score: when it finished or its rows were last re-sent)}`` (one pipeline); entries older
-    than the state TTL are trimmed first."""
+def watched_jobs() -> dict[str, tuple[JobState, float]]:
+    """The sink watch: ``{upload_id: (some fields of its hash, the watch score: when it
+    finished or its rows were last re-sent)}`` (one pipeline); entries older than the state TTL
+    are trimmed first."""
     r = get_redis()
     r.zremrangebyscore(SINK_WATCH_KEY, "-inf", time.time() - _ttl())
     members = r.zrange(SINK_WATCH_KEY, 0, -1, withscores=True)
@@ -582,8 +745,8 @@ def watched_jobs() -> dict[str, dict[str, str]]:
         rows = pipe.execute()
     watched = {}
     for (upload_id, since), row in zip(members, rows, strict=True):
-        fields = {name: value for name, value in zip(WATCH_FIELDS, row, strict=True) if value}
-        watched[upload_id] = {**fields, "watched_since": repr(since)}
+        values = {name: value for name, value in zip(WATCH_FIELDS, row, strict=True) if value}
+        watched[upload_id] = (JobState.from_hash(upload_id, values), float(since))
     return watched
 
 

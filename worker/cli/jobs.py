@@ -134,12 +134,12 @@ def jobs_cancel(upload_id: str, service_id: str | None, as_json: bool) -> None:
     """Cancel a scheduled job that has not started (in-process, like the task)."""
     from storage.keys import require_uuid
     from tasks.csv_batches.scheduling import cancel_job
-    from tasks.csv_batches.state import read_job
+    from tasks.csv_batches.state import load_job
 
     require_uuid(upload_id, "upload_id")
     if service_id is None:
-        state = read_job(upload_id) or {}
-        service_id = state.get("service_id")
+        state = load_job(upload_id)
+        service_id = state.service_id if state else None
         if not service_id:
             raise click.ClickException(
                 f"Redis does not know upload {upload_id}: pass --service-id."

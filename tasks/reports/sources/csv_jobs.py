@@ -25,13 +25,12 @@ def service_uploads_key(service_id: str) -> str:
     return csv_state.service_uploads_key(service_id)
 
 
-def _own_state(service_id: str, upload_id: str) -> dict[str, str] | bool | None:
-    """The job hash if it is this service's; False if another's; None if it does not say."""
-    state = csv_state.read_job(upload_id) or {}
-    owner = state.get("service_id")
-    if not owner:
+def _own_state(service_id: str, upload_id: str) -> csv_state.JobState | bool | None:
+    """The job state if it is this service's; False if another's; None if it does not say."""
+    state = csv_state.load_job(upload_id)
+    if state is None or not state.service_id:
         return None  # no state, or one that names no service: the object decides
-    return state if owner == service_id else False
+    return state if state.service_id == service_id else False
 
 
 def _csv_object(service_id: str, upload_id: str) -> ObjectInfo | None:
@@ -64,8 +63,8 @@ def job_source(service_id: str, upload_id: str) -> str | None:
     state = _own_state(service_id, upload_id)
     if state is False:
         return None
-    if state and state.get("source") in CSV_PURPOSES:
-        return state["source"]
+    if state and state.source in CSV_PURPOSES:
+        return state.source
     info = _csv_object(service_id, upload_id)
     if info is None:
         return None
@@ -81,7 +80,7 @@ def job_template(service_id: str, upload_id: str) -> tuple[str, str] | None:
     if state is False:
         return None
     if state:
-        return _template(_json(state.get("params")))
+        return _template(_json(state.params))
     info = _csv_object(service_id, upload_id)
     if info is None:
         return None
