@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -118,7 +118,8 @@ def mock_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
     with mock_aws():
         _reload()
-        admin.create_buckets()
+        # In-process moto applies a bucket policy's Deny without its conditions.
+        admin.create_buckets(deny_policy=False)
         yield get_client()
     _reload()
 
@@ -140,9 +141,15 @@ SSE_AUDIT_MAX_OBJECTS = 500  # per bucket; keeps teardown quick after bulk tests
 
 
 def assert_every_object_encrypted(client: object) -> None:
-    """Every object in every registry bucket carries AES256 (buckets have no default here)."""
+    """Every object in every registry bucket is encrypted as configured: AES256, or with
+    NOTIFY_S3_SSE=aws:kms that key (buckets have no default encryption here)."""
     from storage.settings import get_settings
 
+    expected = {
+        k: v
+        for k, v in get_settings().sse_params().items()
+        if k in ("ServerSideEncryption", "SSEKMSKeyId")
+    }
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for name in get_settings().bucket_names.values():
         if name not in existing:
@@ -152,8 +159,10 @@ def assert_every_object_encrypted(client: object) -> None:
         for page in pages:
             for obj in page.get("Contents", []):
                 head = client.head_object(Bucket=name, Key=obj["Key"])
-                assert head.get("ServerSideEncryption") == "AES256", (
-                    f"s3://{name}/{obj['Key']} was written without ServerSideEncryption=AES256"
+                found = {k: head.get(k) for k in expected}
+                assert found == expected, (
+                    f"s3://{name}/{obj['Key']} was written without ServerSideEncryption as "
+                    f"configured: expected {expected}, found {found}"
                 )
                 checked += 1
                 if checked >= SSE_AUDIT_MAX_OBJECTS:
@@ -229,13 +238,19 @@ def prefork_worker(tmp_path: Path, moto_endpoint: str) -> Iterator[Callable[...,
 
     started = []
 
-    def start(concurrency: int = 2, queues: str | None = None, **env: str):
+    def start(
+        concurrency: int = 2,
+        queues: str | None = None,
+        extra_args: Sequence[str] = (),
+        **env: str,
+    ):
         log_path = tmp_path / f"worker-{len(started) + 1}.log"
         handle = start_worker_process(
             worker_env(S3_ENDPOINT_URL=moto_endpoint, **env),
             log_path,
             concurrency=concurrency,
             queues=queues,
+            extra_args=extra_args,
         )
         started.append(handle)
         return handle

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from storage.client import get_client
@@ -52,12 +49,6 @@ SOURCE_KEY = "source-key"
 
 VALID = "valid"
 INVALID = "invalid"
-
-# Test-only hook (see tests/integration/test_letters_crash.py): when set to a file path that
-# does not exist yet, the first move to get there creates it and sleeps between copy and
-# delete, so a test can SIGKILL the worker at exactly that point. Unset in production.
-PAUSE_AFTER_COPY_ENV = "NOTIFY_TEST_LETTERS_PAUSE_AFTER_COPY"
-PAUSE_SECONDS_ENV = "NOTIFY_TEST_LETTERS_PAUSE_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -248,7 +239,6 @@ def move_letter(
                 source, settings.letters_bucket, move.destination_key, move, settings, client
             )
             copied = True
-            _pause_after_copy_for_tests()
     except _SourceVanished:  # another run moved it while we were copying
         return _finish_source_gone(move, settings, client)
     _delete_source(source, move, client)
@@ -396,15 +386,3 @@ def _delete_source(source: ObjectInfo, move: LetterMove, client: Any) -> None:
             code="source_changed",
             move=move,
         ) from None
-
-
-def _pause_after_copy_for_tests() -> None:
-    marker = os.environ.get(PAUSE_AFTER_COPY_ENV)
-    if not marker:
-        return
-    try:
-        Path(marker).touch(exist_ok=False)  # only the first run to get here pauses
-    except FileExistsError:
-        return
-    logger.warning("test hook %s: pausing between copy and delete", PAUSE_AFTER_COPY_ENV)
-    time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV) or 60))

@@ -1,8 +1,8 @@
 """Prefork workers killed with SIGKILL between the copy and the delete, and real concurrency.
 
-The test-only hook ``NOTIFY_TEST_LETTERS_PAUSE_AFTER_COPY`` (tasks/letters/moves.py) makes the
-first move to reach it create a marker file and sleep between copy and delete; the test waits
-for the marker, checks that the copy exists and the source is still there, and kills.
+The crash tests load the test plug-in ``tests.plugins.letters_pause`` into the worker: the first
+move to finish its copy creates a marker file and sleeps before the delete; the test waits for
+the marker, checks that the copy exists and the source is still there, and kills.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from worker.runtime import queues
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TIMEOUT = 60
+# tests/plugins/letters_pause.py (not imported here: it patches the letters core when loaded).
+PAUSE_PLUGIN = "--include=tests.plugins.letters_pause"
 
 
 def private_queue() -> str:
@@ -53,11 +55,10 @@ def wait_for(path: Path, timeout: float = TIMEOUT) -> float:
     raise AssertionError(f"{path.name} never appeared: the move did not reach the pause")
 
 
-def pause_env(marker: Path) -> dict[str, str]:
-    return {
-        "NOTIFY_TEST_LETTERS_PAUSE_AFTER_COPY": str(marker),
-        "NOTIFY_TEST_LETTERS_PAUSE_SECONDS": "120",
-    }
+def paused_worker(prefork_worker, marker: Path, queue: str):
+    """A one-process worker whose first move pauses between copy and delete."""
+    env = {"LETTERS_PAUSE_MARKER": str(marker), "LETTERS_PAUSE_SECONDS": "120"}
+    return prefork_worker(concurrency=1, queues=queue, extra_args=[PAUSE_PLUGIN], **env)
 
 
 def test_pool_child_killed_between_copy_and_delete_is_redelivered_and_finishes_once(
@@ -66,7 +67,7 @@ def test_pool_child_killed_between_copy_and_delete_is_redelivered_and_finishes_o
     letter = put_letter(s3)
     marker = tmp_path / "paused"
     queue = private_queue()
-    worker = prefork_worker(concurrency=1, queues=queue, **pause_env(marker))
+    worker = paused_worker(prefork_worker, marker, queue)
 
     result = send(letter.args(), queue)
     wait_for(marker)
@@ -99,7 +100,7 @@ def test_whole_worker_killed_between_copy_and_delete_is_redelivered_by_redis(
     letter = put_letter(s3)
     marker = tmp_path / "paused"
     queue = private_queue()
-    first = prefork_worker(concurrency=1, queues=queue, **pause_env(marker))
+    first = paused_worker(prefork_worker, marker, queue)
 
     result = send(letter.args(), queue)
     paused_at = wait_for(marker)
