@@ -47,6 +47,13 @@ class WorkerProcess:
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
 
+    def kill_group(self) -> None:
+        """SIGKILL the worker's whole process group at once (started with ``process_group``):
+        every process of a machine dying in the same instant."""
+        with suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait(10)
+
     def stop(self, timeout: float = 20) -> None:
         if self.process.poll() is not None:
             return
@@ -81,10 +88,12 @@ def start_worker_process(
     hostname: str | None = None,
     extra_args: Sequence[str] = (),
     ready_timeout: float = 60,
+    process_group: bool = False,
 ) -> WorkerProcess:
     """Start a prefork worker and wait until its log says it is ready.
 
     ``extra_args`` go to ``celery worker`` as they are (e.g. ``--include=tests.poison_tasks``).
+    ``process_group``: the worker leads a process group of its own (see ``kill_group``).
     """
     args = [
         sys.executable,
@@ -107,6 +116,7 @@ def start_worker_process(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        **({"process_group": 0} if process_group else {}),
     )
     log_file.close()
     handle = WorkerProcess(process, log_path)

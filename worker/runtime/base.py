@@ -24,7 +24,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
 from storage.errors import NotifyError, TransientError, translate
-from worker.runtime import deadletter
+from worker.runtime import deadletter, leases
 from worker.runtime.logs import log_context
 from worker.runtime.redis_state import get_redis, key
 from worker.runtime.settings import get_worker_settings
@@ -71,6 +71,16 @@ class NotifyTask(Task):
             service_id=kwargs.get("service_id"),
             upload_id=kwargs.get("upload_id"),
         ):
+            if (
+                task_id
+                and not request.called_directly
+                and self.name in leases.LEASED_TASKS
+                and leases.superseded(task_id, request.get(leases.GENERATION_HEADER))
+            ):
+                # Re-sent by the reconciler after its worker went silent: the newer delivery
+                # runs it (worker/runtime/leases.py).
+                logger.info("an older delivery of a re-sent task; dropped")
+                return {"status": "skipped", "reason": "superseded"}
             if task_id and not request.called_directly and self._over_redelivery_cap():
                 return self._dead_letter(
                     kwargs,

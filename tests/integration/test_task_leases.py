@@ -1,0 +1,253 @@
+"""A worker machine dies (its whole process group SIGKILLed, nothing restarted): its letter move,
+report or cleanup sweep runs again on another worker within the stale period plus one
+reconcile pass, long before Redis's visibility timeout (one hour here, the default), and the
+effect is that of one run.
+
+Each test: worker A (its own process group) takes the task and is killed mid-way; worker B
+consumes the same private queue; the reconciler runs every second in this process (as beat
+would, with a shorter period); ``NOTIFY_JOB_STALE_SECONDS`` is 3.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cleanup_fixtures import SERVICE as CLEANUP_SERVICE
+from tests.cleanup_fixtures import audit_lines, new_id, seed
+from tests.cleanup_fixtures import keys_in as cleanup_keys
+from tests.letters_fixtures import DEST_KEY, exists, keys_in, letters_bucket, put_letter, read
+from tests.letters_fixtures import transient_bucket as transient
+from tests.reports_fixtures import (  # noqa: F401
+    ROOT,
+    SERVICE,
+    pending_uploads,
+    read_report,
+    report_plugins,
+)
+from worker.local.stack import WorkerProcess, start_worker_process
+from worker.runtime import leases, queues
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STALE_SECONDS = 3
+RECONCILE_EVERY = 1.0
+# Kill to result: the stale period, one reconcile pass, a worker start and the task itself.
+# Redis alone would take the visibility timeout (3,600 s).
+RECOVERY_BOUND_SECONDS = 30
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def short_stale() -> Iterator[None]:
+    from worker.runtime.settings import reload_worker_settings
+
+    saved = os.environ.get("NOTIFY_JOB_STALE_SECONDS")
+    os.environ["NOTIFY_JOB_STALE_SECONDS"] = str(STALE_SECONDS)
+    reload_worker_settings()
+    yield
+    if saved is None:
+        os.environ.pop("NOTIFY_JOB_STALE_SECONDS", None)
+    else:
+        os.environ["NOTIFY_JOB_STALE_SECONDS"] = saved
+    reload_worker_settings()
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, moto_endpoint: str, short_stale: None) -> Iterator[Callable[..., Any]]:
+    """Factory ``start(queue, **env)``: a prefork worker leading its own process group."""
+    started: list[WorkerProcess] = []
+
+    def start(queue: str, **overrides: str) -> WorkerProcess:
+        env = dict(os.environ)
+        env.update(
+            S3_ENDPOINT_URL=moto_endpoint,
+            PYTHONPATH=str(ROOT),
+            NOTIFY_JOB_STALE_SECONDS=str(STALE_SECONDS),
+            **overrides,
+        )
+        handle = start_worker_process(
+            env,
+            tmp_path / f"host-{len(started) + 1}.log",
+            concurrency=1,
+            queues=queue,
+            hostname=f"host{len(started) + 1}-{uuid.uuid4().hex[:6]}@%h",
+            process_group=True,
+        )
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+@contextmanager
+def reconciling(every: float = RECONCILE_EVERY) -> Iterator[list[dict[str, Any]]]:
+    """The reconciler, as beat would run it, in a thread of this process."""
+    from tasks.reconcile import reconcile
+
+    passes: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            passes.append(reconcile(rebuild=False))
+            stop.wait(every)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield passes
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def private_queue(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def send(name: str, kwargs: dict[str, Any], queue: str, **options: Any) -> Any:
+    from worker.runtime.app import app
+
+    return app.send_task(name, kwargs=kwargs, queue=queue, **options)
+
+
+def assert_lease_superseded(redis_client: Any, task_id: str) -> None:
+    # The re-sent delivery finished: its worker releases the lease on its next beat.
+    wait_for(
+        lambda: redis_client.zscore(leases.LIVE_KEY, task_id) is None, 10, "the lease released"
+    )
+    record = redis_client.hgetall(leases.record_key(task_id))
+    assert record["generation"] == "1", record  # kept: older deliveries are recognised
+    assert "tag" not in record
+
+
+def replay_original(result: Any, name: str, kwargs: dict[str, Any], queue: str) -> dict:
+    """The dead machine's own message (generation 0, same id), as Redis hands it out again
+    once the visibility timeout has passed: it must be dropped, not run."""
+    result.forget()
+    again = send(name, kwargs, queue, task_id=result.id)
+    return again.get(timeout=30)
+
+
+def test_letter_move_of_a_dead_machine_runs_again_within_minutes(hosts, s3, redis_client, tmp_path):
+    letter = put_letter(s3)
+    marker = tmp_path / "paused"
+    queue = private_queue("lease-letters")
+    first = hosts(
+        queue,
+        NOTIFY_TEST_LETTERS_PAUSE_AFTER_COPY=str(marker),
+        NOTIFY_TEST_LETTERS_PAUSE_SECONDS="120",
+    )
+    result = send(queues.LETTERS_MOVE_TRANSIENT, letter.args(), queue)
+    wait_for(marker.exists, 60, "the move to pause between copy and delete")
+    assert exists(s3, letters_bucket(), DEST_KEY) and exists(s3, transient(), letter.key)
+    assert redis_client.zscore(leases.LIVE_KEY, result.id) is not None  # leased, beating
+
+    first.kill_group()  # the machine goes: parent and pool child in the same instant
+    killed = time.monotonic()
+    hosts(queue)
+    with reconciling() as passes:
+        outcome = result.get(timeout=60)
+    elapsed = time.monotonic() - killed
+    print(f"kill to result: {elapsed:.1f}s")
+
+    assert outcome["status"] == "ok", outcome
+    assert outcome["already_moved"] is True  # the copy was there; the re-run finished the move
+    assert elapsed < RECOVERY_BOUND_SECONDS, elapsed
+    assert sum(p["tasks_resent"] for p in passes) == 1
+    assert keys_in(s3, letters_bucket()) == [DEST_KEY]
+    assert read(s3, letters_bucket(), DEST_KEY) == letter.body
+    assert not exists(s3, transient(), letter.key)
+    assert_lease_superseded(redis_client, result.id)
+
+    dropped = replay_original(result, queues.LETTERS_MOVE_TRANSIENT, letter.args(), queue)
+    assert dropped == {"status": "skipped", "reason": "superseded"}
+    assert keys_in(s3, letters_bucket()) == [DEST_KEY]
+
+
+@pytest.mark.usefixtures("report_plugins")
+def test_report_of_a_dead_machine_is_written_once_by_another(hosts, s3, redis_client):
+    queue = private_queue("lease-reports")
+    first = hosts(queue)
+    request = str(uuid.uuid4())
+    key = f"slow_report/{request}.csv"
+    kwargs = {
+        "report_request_id": request,
+        "service_id": SERVICE,
+        "kind": "slow",
+        "params": {"rows": 300, "delay": 0.015},
+    }
+    result = send(queues.REPORTS_GENERATE, kwargs, queue)
+    wait_for(lambda: key in pending_uploads(), 30, "the first parts to be uploaded")
+    first.kill_group()
+    killed = time.monotonic()
+    hosts(queue)
+    with reconciling() as passes:
+        value = result.get(timeout=60)
+    elapsed = time.monotonic() - killed
+    print(f"kill to result: {elapsed:.1f}s")
+
+    assert value["status"] == "ok", value
+    assert value["rows"] == 300
+    assert elapsed < RECOVERY_BOUND_SECONDS, elapsed
+    assert sum(p["tasks_resent"] for p in passes) == 1
+    records = read_report(key)
+    assert [int(r[0]) for r in records[1:]] == list(range(1, 301))
+    assert_lease_superseded(redis_client, result.id)
+
+    dropped = replay_original(result, queues.REPORTS_GENERATE, kwargs, queue)
+    assert dropped == {"status": "skipped", "reason": "superseded"}
+    assert len(read_report(key)) == 301
+
+
+def test_cleanup_sweep_of_a_dead_machine_is_finished_by_another(hosts, s3, redis_client):
+    queue = private_queue("lease-cleanup")
+    slow_check = {
+        "NOTIFY_REFERENCE_CHECK": "tests.plugins.reference_check:check",
+        "FAKE_REFERENCE_CHECK_DELAY": "0.7",
+    }
+    first = hosts(queue, **slow_check)
+    keys = set(
+        seed("email-attachments", (f"{CLEANUP_SERVICE}/{new_id()}" for _ in range(3000)), 30)
+    )
+    kwargs = {"bucket": "email-attachments", "dry_run": False}
+    result = send(queues.CLEANUP_SWEEP, kwargs, queue)
+    wait_for(lambda: len(cleanup_keys("email-attachments")) <= 2000, 60, "the first batch")
+    first.kill_group()
+    killed = time.monotonic()
+    assert len(cleanup_keys("email-attachments")) >= 1000  # killed half-way
+    hosts(queue, **slow_check)
+    with reconciling() as passes:
+        value = result.get(timeout=90)
+    elapsed = time.monotonic() - killed
+    print(f"kill to result: {elapsed:.1f}s")
+
+    assert value["status"] == "ok", value
+    assert 0 < value["deleted"] <= 2000
+    assert elapsed < RECOVERY_BOUND_SECONDS + 5, elapsed  # the re-run's reference checks: ~2 s
+    assert sum(p["tasks_resent"] for p in passes) == 1
+    assert cleanup_keys("email-attachments") == set()
+    lines = audit_lines()
+    assert {line["key"] for line in lines} == keys  # every deletion audited
+    assert len(lines) == len(keys)  # and only once
+    assert_lease_superseded(redis_client, result.id)

@@ -1,0 +1,176 @@
+"""Task leases against a real Redis: register, beat, release, re-send, old deliveries dropped.
+
+The requests are stand-ins for Celery's worker-side ``Request`` (the attributes the keeper
+reads); the re-send goes to a recording app. The whole path with real workers killed is in
+tests/integration/test_task_leases.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from worker.runtime import leases, queues
+
+LETTER_KWARGS = {"service_id": str(uuid.uuid4()), "upload_id": str(uuid.uuid4())}
+
+
+class FakeRequest:
+    def __init__(
+        self, name: str = queues.LETTERS_MOVE_TRANSIENT, generation: int | None = None
+    ) -> None:
+        self.id = str(uuid.uuid4())
+        self.name = name
+        self.args: list[Any] = []
+        self.kwargs = dict(LETTER_KWARGS)
+        self.delivery_info = {"routing_key": "letters-x"}
+        self.request_dict: dict[str, Any] = {}
+        if generation is not None:
+            self.request_dict[leases.GENERATION_HEADER] = generation
+        self.acknowledged = False
+        self.hostname = "host-a@test"
+
+
+class RecordingApp:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_task(self, name: str, **options: Any) -> None:
+        self.sent.append({"name": name, **options})
+
+
+@pytest.fixture
+def keeper(redis_client) -> leases.LeaseKeeper:
+    return leases.LeaseKeeper("host-a@test")
+
+
+def test_a_received_leased_task_is_recorded_with_what_a_resend_needs(keeper, redis_client):
+    request = FakeRequest()
+    assert keeper.register(request)
+    record = redis_client.hgetall(leases.record_key(request.id))
+    assert record["name"] == queues.LETTERS_MOVE_TRANSIENT
+    assert record["queue"] == "letters-x"
+    assert record["generation"] == "0"
+    assert record["host"] == "host-a@test"
+    assert json.loads(record["kwargs"]) == {"args": [], "kwargs": LETTER_KWARGS}
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) == pytest.approx(time.time(), abs=5)
+    assert redis_client.ttl(leases.record_key(request.id)) > 0
+    assert keeper.held() == [request.id]
+    assert not leases.superseded(request.id, None)
+
+
+def test_a_held_lease_is_beaten_and_released_once_acknowledged(keeper, redis_client):
+    request = FakeRequest()
+    keeper.register(request)
+    redis_client.zadd(leases.LIVE_KEY, {request.id: 1.0})  # as if long silent
+    assert keeper.tick() == (1, 0)  # within the grace after "received"
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) > time.time() - 5
+
+    request.acknowledged = True
+    assert keeper.tick() == (0, 1)
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
+    record = redis_client.hgetall(leases.record_key(request.id))
+    assert "tag" not in record and record["generation"] == "0"  # kept as a tombstone
+    assert keeper.held() == []
+
+
+def test_a_request_the_worker_forgot_is_released(keeper, redis_client, monkeypatch):
+    # A lost broker connection cancels and forgets a request without acknowledging it.
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = FakeRequest()
+    keeper.register(request)
+    assert keeper.tick() == (0, 1)
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
+
+
+def test_unleased_tasks_are_not_recorded(redis_client):
+    for name in (queues.CSV_PROCESS_BATCH, queues.NOTIFICATIONS_SAVE_BATCH, queues.JOBS_RECONCILE):
+        request = FakeRequest(name=name)
+        leases._on_task_received(request=request)
+        assert not redis_client.exists(leases.record_key(request.id))
+
+
+def test_a_silent_lease_is_resent_once_with_the_same_id_and_a_newer_generation(
+    keeper, redis_client
+):
+    request = FakeRequest()
+    keeper.register(request)
+    app = RecordingApp()
+    assert leases.resend_stale_tasks(app=app) == []  # still fresh
+
+    later = time.time() + 10_000
+    assert leases.resend_stale_tasks(app=app, now=later) == [request.id]
+    assert app.sent == [
+        {
+            "name": queues.LETTERS_MOVE_TRANSIENT,
+            "args": [],
+            "kwargs": LETTER_KWARGS,
+            "task_id": request.id,
+            "queue": "letters-x",
+            "headers": {leases.GENERATION_HEADER: 1},
+        }
+    ]
+    record = redis_client.hgetall(leases.record_key(request.id))
+    assert record["generation"] == "1" and "tag" not in record
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
+    assert leases.resend_stale_tasks(app=app, now=later) == []  # not twice
+    assert len(app.sent) == 1
+
+    # The dead machine's delivery is old now; the re-sent one is not.
+    assert leases.superseded(request.id, None)
+    assert leases.superseded(request.id, 0)
+    assert not leases.superseded(request.id, 1)
+    assert not leases.superseded(request.id, "1")
+
+
+def test_after_a_resend_the_old_delivery_can_neither_beat_nor_take_the_lease_back(
+    keeper, redis_client
+):
+    request = FakeRequest()
+    keeper.register(request)
+    leases.resend_stale_tasks(app=RecordingApp(), now=time.time() + 10_000)
+
+    assert keeper.tick() == (1, 0)  # it still thinks it holds the lease...
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is None  # ...but beats nothing
+    again = FakeRequest()
+    again.id = request.id  # the same message, handed out again by Redis
+    assert not keeper.register(again)
+
+    newer = FakeRequest(generation=1)
+    newer.id = request.id
+    assert keeper.register(newer)  # the re-sent delivery takes the lease
+    assert redis_client.hget(leases.record_key(request.id), "generation") == "1"
+    request.acknowledged = True
+    keeper.tick()  # the old delivery's release must not drop the new lease
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is not None
+
+
+def test_a_resend_received_before_the_generation_was_raised_keeps_its_lease(keeper, redis_client):
+    # The reconciler publishes first and raises the generation after: the new delivery may
+    # already hold the lease by then.
+    request = FakeRequest()
+    keeper.register(request)
+    newer = FakeRequest(generation=1)
+    newer.id = request.id
+    keeper.register(newer)
+    cutoff = time.time() + 10_000
+    key = leases.record_key(request.id)
+    assert redis_client.eval(leases._SUPERSEDE, 2, key, leases.LIVE_KEY, request.id, 1, cutoff) == 0
+    assert redis_client.hget(key, "tag")
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is not None
+
+
+def test_an_expired_record_is_dropped_from_the_live_index(redis_client):
+    redis_client.zadd(leases.LIVE_KEY, {"gone": 1.0})
+    assert leases.resend_stale_tasks(app=RecordingApp()) == []
+    assert redis_client.zscore(leases.LIVE_KEY, "gone") is None
+
+
+def test_heartbeat_interval_is_several_beats_per_stale_period():
+    assert leases.heartbeat_interval(300) == 5.0
+    assert leases.heartbeat_interval(3) == 0.75
+    assert leases.heartbeat_interval(0) == 0.2
