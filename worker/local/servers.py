@@ -12,9 +12,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 import redis
 
@@ -27,12 +29,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def redis_answers(url: str, timeout: float = 1.0) -> bool:
+def redis_answers(url: str, timeout: float = 1.0, **options: Any) -> bool:
+    """``options`` go to redis-py as they are (e.g. ``ssl_ca_certs`` for a TLS server)."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, **options
+        )
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """A TLS listener's files: the server's certificate and key, and the CA that signed it."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
 
 
 @dataclass
@@ -40,6 +54,14 @@ class LocalRedis:
     url: str
     process: subprocess.Popen | None = None
     directory: str | None = None
+    port: int | None = None
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: nothing flushed), keeping its directory."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
 
     def stop(self) -> None:
         if self.process is not None:
@@ -54,8 +76,19 @@ class LocalRedis:
             self.directory = None
 
 
-def start_redis_server(port: int | None = None) -> LocalRedis:
-    """Start a private, non-persistent redis-server on 127.0.0.1."""
+def start_redis_server(
+    port: int | None = None,
+    *,
+    password: str | None = None,
+    tls: RedisTls | None = None,
+    extra_args: Sequence[str] = (),
+    directory: str | None = None,
+) -> LocalRedis:
+    """Start a private, non-persistent redis-server on 127.0.0.1.
+
+    ``password``: ``requirepass`` (the URL carries it). ``tls``: the server listens only on a
+    TLS port (``rediss://`` URL; clients are not asked for certificates). ``extra_args`` go to
+    redis-server as they are (e.g. ``--user …`` ACL rules, ``--replicaof``)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ConfigurationError(
@@ -65,12 +98,20 @@ def start_redis_server(port: int | None = None) -> LocalRedis:
             code="no_redis",
         )
     port = port or free_port()
-    directory = tempfile.mkdtemp(prefix="notify-redis-")
+    directory = directory or tempfile.mkdtemp(prefix="notify-redis-")
+    listen = ["--port", str(port)]
+    ping_options: dict[str, Any] = {}
+    if tls is not None:
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+        listen += ["--tls-cert-file", tls.cert_file, "--tls-key-file", tls.key_file]
+        listen += ["--tls-ca-cert-file", tls.ca_file]
+        ping_options = {"ssl_ca_certs": tls.ca_file}
+    if password is not None:
+        listen += ["--requirepass", password]
     process = subprocess.Popen(
         [
             binary,
-            "--port",
-            str(port),
+            *listen,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -83,19 +124,21 @@ def start_redis_server(port: int | None = None) -> LocalRedis:
             "no",
             "--loglevel",
             "warning",
+            *extra_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    auth = f":{quote(password, safe='')}@" if password is not None else ""
+    url = f"{'rediss' if tls else 'redis'}://{auth}127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if redis_answers(url, 0.2):
-            return LocalRedis(url, process, directory)
+        if redis_answers(url, 0.2, **ping_options):
+            return LocalRedis(url, process, directory, port)
         if process.poll() is not None:
             break
         time.sleep(0.05)
-    LocalRedis(url, process, directory).stop()
+    LocalRedis(url, process, directory, port).stop()
     raise ConfigurationError(f"redis-server did not start on port {port}.", code="no_redis")
 
 
