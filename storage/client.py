@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -21,6 +22,14 @@ _lock = threading.Lock()
 _client: Any = None
 _client_pid: int | None = None
 _client_settings: StorageSettings | None = None
+_client_hooks: list[Callable[[Any], None]] = []
+
+
+def add_client_hook(hook: Callable[[Any], None]) -> None:
+    """Call ``hook(client)`` on every client made from now on (metrics and tracing register
+    botocore event handlers this way, so this layer imports nothing above it)."""
+    if hook not in _client_hooks:
+        _client_hooks.append(hook)
 
 
 def client_config(settings: StorageSettings) -> Config:
@@ -45,7 +54,12 @@ def make_client(settings: StorageSettings | None = None) -> Any:
     """A new client (credentials from boto3's default chain; never passed or logged here)."""
     settings = settings or get_settings()
     session = boto3.session.Session()
-    return session.client("s3", endpoint_url=settings.endpoint_url, config=client_config(settings))
+    client = session.client(
+        "s3", endpoint_url=settings.endpoint_url, config=client_config(settings)
+    )
+    for hook in _client_hooks:
+        hook(client)
+    return client
 
 
 def get_client() -> Any:

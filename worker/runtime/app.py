@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.runtime import logs
+from worker.runtime import logs, metrics  # noqa: F401 - metrics connects its signals
 from worker.runtime.settings import get_worker_settings
 
 TASK_MODULES = [
