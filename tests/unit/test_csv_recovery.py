@@ -305,7 +305,8 @@ def test_the_client_records_a_queued_job_before_sending_it(env):
 
 def test_the_client_records_nothing_for_a_scheduled_job(env):
     upload_id = upload(env, csv_text(["phone number", "name"], sms_rows(3)))
-    enqueue(upload_id, FakeApp(), scheduled_for="2099-01-01T10:00:00")
+    two_days_ahead = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 2 * 86400))
+    enqueue(upload_id, FakeApp(), scheduled_for=two_days_ahead)
     assert st.read_job(upload_id) is None
 
 
@@ -355,7 +356,11 @@ def test_a_queued_job_that_never_starts_is_failed_after_the_cap(env, monkeypatch
 
 def test_a_queued_job_with_unusable_parameters_is_failed_not_resent(env, monkeypatch):
     upload_id = upload(env, csv_text(["phone number", "name"], sms_rows(3)))
-    enqueue(upload_id, FakeApp(), placeholders=[""])  # the worker refuses it
+    # Recorded with parameters the worker refuses (the client refuses them too now; an older
+    # client or a hand-made record could still leave them).
+    bad_template = {"id": TEMPLATE_ID, "type": "sms", "placeholders": [""]}
+    kwargs = {"service_id": SERVICE_ID, "upload_id": upload_id, "template": bad_template}
+    st.record_queued(upload_id, kwargs, queues.CSV_BATCHES)
     monkeypatch.setattr(st, "queue_length", lambda queue: 0)
     reconciler = FakeApp()
     assert recovery.reconcile(app=reconciler, rebuild=False, now=later(2))["resumed"] == 0
