@@ -266,7 +266,17 @@ def _param(case: Case) -> Any:
 
 def test_corpus_is_big_enough():
     assert len(CASES) >= 40
-    assert {c.workflow for c in CASES} == {"csv", "letters", "reports", "cleanup"}
+    assert {c.workflow for c in CASES} == {
+        "csv",
+        "letters",
+        "reports",
+        "cleanup",
+        "jobs",
+        "notifications",
+    }
+    # Every task of the worker is sent an argument it does not take.
+    unknown = {c.task for c in CASES if "colour" in c.kwargs}
+    assert unknown == set(queues.TASK_QUEUES)
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])

@@ -13,6 +13,7 @@ For every task it
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from typing import Any
@@ -23,7 +24,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
-from storage.errors import NotifyError, TransientError, translate
+from storage.errors import InvalidInput, NotifyError, TransientError, translate
 from worker.runtime import deadletter, leases
 from worker.runtime.logs import log_context
 from worker.runtime.redis_state import get_redis, key
@@ -47,6 +48,32 @@ def backoff_seconds(retries: int) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(max, base * 2**retries)]."""
     ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**retries)
     return round(random.uniform(ceiling / 2, ceiling), 2)
+
+
+def _arguments_problem(signature: inspect.Signature, args: tuple, kwargs: dict) -> str:
+    """What is wrong with the arguments, naming at most five (names cut to 40 characters)."""
+    p = inspect.Parameter
+    params = signature.parameters
+    kinds = {param.kind for param in params.values()}
+    by_position = (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    positional = [name for name, param in params.items() if param.kind in by_position]
+    given = set(positional[: len(args)]) | set(kwargs)
+    problems = []
+    unknown = sorted(str(name)[:40] for name in kwargs if name not in params)
+    if unknown and p.VAR_KEYWORD not in kinds:
+        problems.append(f"unknown argument(s): {', '.join(unknown[:5])}")
+    missing = [
+        name
+        for name, param in params.items()
+        if param.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and param.default is param.empty
+        and name not in given
+    ]
+    if missing:
+        problems.append(f"missing argument(s): {', '.join(missing[:5])}")
+    if len(args) > len(positional) and p.VAR_POSITIONAL not in kinds:
+        problems.append("arguments must be given by name")
+    return ("; ".join(problems) or "the arguments do not fit the task") + "."
 
 
 def classify(exc: BaseException) -> BaseException:
@@ -89,6 +116,7 @@ class NotifyTask(Task):
                     "(a poison message?); recorded in the dead-letter store.",
                 )
             try:
+                self._check_arguments(args, kwargs)
                 return self.run(*args, **kwargs)
             except Retry:
                 raise
@@ -112,6 +140,15 @@ class NotifyTask(Task):
                 )
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _check_arguments(self, args: tuple, kwargs: dict) -> None:
+        """Refuse arguments the task does not take, or lacks, as bad input (never a TypeError)."""
+        signature = inspect.signature(self.run)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            problem = _arguments_problem(signature, args, kwargs)
+            raise InvalidInput(f"{self.name}: {problem}") from None
 
     def _over_redelivery_cap(self) -> bool:
         settings = get_worker_settings()

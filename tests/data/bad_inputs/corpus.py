@@ -25,6 +25,11 @@ CSV_TASK = "notify.csv.process_batch"
 LETTER_TASK = "notify.letters.move_transient"
 REPORT_TASK = "notify.reports.generate"
 CLEANUP_TASK = "notify.cleanup.sweep"
+CANCEL_TASK = "notify.csv.cancel"
+RELEASE_DUE_TASK = "notify.csv.release_due"
+SWEEP_LETTERS_TASK = "notify.letters.sweep_transient"
+RECONCILE_TASK = "notify.jobs.reconcile"
+SAVE_BATCH_TASK = "notify.notifications.save_batch"
 
 TEMPLATE_ID = "f6d9a4d2-8a1f-4c5e-9a85-0fd7c7b0c0a1"
 SMS = {"id": TEMPLATE_ID, "type": "sms", "placeholders": ["name"]}
@@ -586,7 +591,56 @@ CLEANUP_CASES = [
     ),
 ]
 
-CASES: list[Case] = [*CSV_CASES, *LETTER_CASES, *REPORT_CASES, *CLEANUP_CASES]
+
+def _unknown(task: str, kwargs: dict[str, Any], code: str = "invalid_input") -> Case:
+    return Case(
+        f"{task}: unknown argument",
+        task,
+        {**kwargs, "colour": "red"},
+        code,
+        ("unknown argument", "colour"),
+        not_in_message=("red",),  # names the argument, never echoes its value
+    )
+
+
+def _missing(task: str, kwargs: dict[str, Any], name: str) -> Case:
+    return Case(
+        f"{task}: missing {name}",
+        task,
+        {k: v for k, v in kwargs.items() if k != name},
+        "invalid_input",
+        ("missing argument", name),
+    )
+
+
+# Every task refuses arguments it does not take, or lacks, as bad input: never a TypeError
+# recorded as an internal error in the dead letters.
+CANCEL = {"service_id": "{service_id}", "upload_id": "{upload_id}"}
+ARGUMENT_CASES = [
+    _unknown(CSV_TASK, csv_job()),
+    _missing(CSV_TASK, csv_job(), "template"),
+    _missing(CSV_TASK, csv_job(), "upload_id"),
+    _unknown(CANCEL_TASK, CANCEL),
+    _missing(CANCEL_TASK, CANCEL, "upload_id"),
+    _unknown(RELEASE_DUE_TASK, {}),
+    _unknown(LETTER_TASK, letter(), code="unknown_argument"),
+    _unknown(SWEEP_LETTERS_TASK, {}, code="unknown_argument"),
+    _unknown(REPORT_TASK, report()),
+    _missing(REPORT_TASK, report(), "kind"),
+    _unknown(CLEANUP_TASK, {"bucket": "transient-letters"}),
+    _missing(CLEANUP_TASK, {"bucket": "transient-letters"}, "bucket"),
+    _unknown(RECONCILE_TASK, {}),
+    _unknown(SAVE_BATCH_TASK, {"batch": {}}),
+    _missing(SAVE_BATCH_TASK, {"batch": {}}, "batch"),
+]
+
+CASES: list[Case] = [
+    *CSV_CASES,
+    *LETTER_CASES,
+    *REPORT_CASES,
+    *CLEANUP_CASES,
+    *ARGUMENT_CASES,
+]
 
 
 def write_files(directory: Path) -> list[Path]:
