@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
 from storage.errors import InvalidInput, NotifyError, TransientError, translate
@@ -118,8 +118,8 @@ class NotifyTask(Task):
             try:
                 self._check_arguments(args, kwargs)
                 return self.run(*args, **kwargs)
-            except Retry:
-                raise
+            except (Retry, Ignore):
+                raise  # Celery's own control flow (a retry; a task replaced by another)
             except SoftTimeLimitExceeded:
                 # Acknowledged, not redelivered: CSV jobs are resumed from their checkpoint by
                 # the reconciler; other tasks are safe to send again (see docs/operations.md).
