@@ -27,7 +27,7 @@ from celery import Celery
 from storage.errors import S3NotFound, S3PreconditionFailed, TransientError
 from storage.keys import isoformat
 from storage.objects import ObjectInfo, head
-from tasks.csv_batches import outcome_metadata, scheduling
+from tasks.csv_batches import fairness, outcome_metadata, scheduling
 from tasks.csv_batches import state as st
 from tasks.csv_batches.dispatch import dispatch, scan
 from tasks.csv_batches.lease import JobLease, LeaseLost
@@ -54,6 +54,8 @@ def process_job(
     """Run (or schedule, or skip) one CSV job; returns the task's JSON result.
 
     ``queue`` is the queue the job's message came on: recorded so that a re-drive goes there.
+    On a normal-lane queue the job first claims one of its service's slots, or raises
+    ``fairness.Deferred`` (the task moves it to the bulk lane; see fairness.py).
     """
     state = st.load_or_empty(spec.upload_id)
     if state.done:
@@ -65,12 +67,24 @@ def process_job(
         if due.timestamp() > time.time():
             return scheduling.schedule_job(spec, due, queue=queue)
 
+    slot = fairness.on_normal_lane(queue)
+    if slot:
+        fairness.claim_slot(spec.service_id, spec.upload_id, str(queue))
     try:
         with JobLease.hold(spec.upload_id) as lease:
             if lease is None:
+                # The runner that holds the lease holds the slot (the same member) too.
                 logger.info("job already running elsewhere; this delivery is skipped")
                 return st.load_or_empty(spec.upload_id).skipped("already_running")
-            return _run(spec, lease, app, queue)
+            try:
+                if slot:
+                    lease.on_refresh = lambda: fairness.refresh_slot(
+                        spec.service_id, spec.upload_id
+                    )
+                return _run(spec, lease, app, queue)
+            finally:
+                if slot:
+                    fairness.release_slot(spec.service_id, spec.upload_id)
     except LeaseLost:
         logger.warning("lease lost to another runner; stopping without writing")
         return st.load_or_empty(spec.upload_id).skipped("lease_lost")
@@ -141,7 +155,9 @@ def _run(spec: JobSpec, lease: JobLease, app: Celery | None, queue: str | None) 
             st.update(upload_id, {"total": total, "scanned": 1, "bulk": int(bulk)})
         counters = Counters(total, state.dispatched, state.invalid) if resuming else Counters(total)
         if checkpoint < total:
-            bulk = total > settings.bulk_threshold_rows
+            # A big job, or one on a bulk lane (sent there by the web app, or by fairness),
+            # sends its batches to the sink's bulk lane.
+            bulk = total > settings.bulk_threshold_rows or fairness.on_bulk_lane(queue)
             sink_queue = bulk_queue(settings.row_sink_queue) if bulk else settings.row_sink_queue
             st.note_dispatch(
                 upload_id,

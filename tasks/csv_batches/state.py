@@ -152,7 +152,6 @@ class JobState:
     source: str | None = None
     params: str | None = None  # the job's JobSpec.params_json()
     queue: str | None = None  # the queue its message came on (re-drives go there)
-    lane: str | None = None  # "normal" or "bulk": see fairness.py
     etag: str | None = None
     final_etag: str | None = None
     size: int = 0

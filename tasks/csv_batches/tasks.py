@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.csv_batches import processing, scheduling
+from tasks.csv_batches import fairness, processing, scheduling
 from tasks.csv_batches.sink import save_batch_task
 from tasks.csv_batches.spec import JobSpec
 from worker.runtime import queues
@@ -34,7 +34,15 @@ def process_batch(
     )
     # The queue it came on is where the reconciler sends it again (bulk stays bulk).
     queue = (self.request.delivery_info or {}).get("routing_key")
-    return processing.process_job(spec, scheduled_for=scheduled_for, queue=queue)
+    try:
+        return processing.process_job(spec, scheduled_for=scheduled_for, queue=queue)
+    except fairness.Deferred as deferred:
+        # Its service has used its allowance on this lane: the same message (same task id,
+        # so the sender's result handle gets the job's result) goes to the bulk lane.
+        kwargs = spec.task_kwargs()
+        if scheduled_for is not None:
+            kwargs["scheduled_for"] = scheduled_for
+        return self.replace(self.signature(kwargs=kwargs, queue=deferred.queue))
 
 
 @app.task(name=queues.CSV_CANCEL, queue=queues.CSV_BATCHES)

@@ -86,6 +86,7 @@ class WorkerSettings:
     bulk_threshold_rows: int
     row_sink_task: str
     row_sink_queue: str
+    service_burst_jobs: int
     transient_letter_alert_hours: int
     log_format: str
     log_level: str
@@ -130,6 +131,8 @@ class WorkerSettings:
                 (env.get("NOTIFY_ROW_SINK_QUEUE") or "database-tasks").strip(),
                 queues.queue_prefix(env),
             ),
+            # Jobs one service may have in flight on the normal lane (the rest go bulk).
+            service_burst_jobs=env_int(env, "NOTIFY_SERVICE_BURST_JOBS", 2, minimum=1),
             transient_letter_alert_hours=env_int(
                 env, "NOTIFY_TRANSIENT_LETTER_ALERT_HOURS", 24, minimum=1
             ),
