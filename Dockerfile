@@ -12,7 +12,9 @@ COPY pyproject.toml README.md celeryconfig.py ./
 COPY storage ./storage
 COPY worker ./worker
 COPY tasks ./tasks
-RUN pip install --disable-pip-version-check --no-deps .
+COPY client ./client
+# The web app's client package too: the CLI's enqueue and the in-repo client build on it.
+RUN pip install --disable-pip-version-check --no-deps . ./client
 
 USER notify
 ENTRYPOINT ["notify-worker"]

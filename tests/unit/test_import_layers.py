@@ -54,7 +54,8 @@ SKELETON = {
     "storage/client.py": "",
     "storage/settings.py": "",
     "worker/__init__.py": "",
-    "worker/client.py": "import storage.settings\n",
+    "worker/client.py": "import storage.settings\nimport notify_worker_client\n",
+    "notify_worker_client/__init__.py": "",
     "worker/runtime/__init__.py": "",
     "worker/runtime/app.py": "import storage.client\n",
     "worker/runtime/base.py": "",
@@ -83,8 +84,8 @@ def test_an_upward_import_a_client_loading_tasks_and_a_circle_are_all_refused(
             "pyproject.toml": _contracts_toml(),
             # the runtime reaching up into the tasks
             "worker/runtime/base.py": "import tasks.job\n",
-            # the web app's client loading the worker's Celery app
-            "worker/client.py": "import worker.runtime.app\n",
+            # the web app's client package loading the worker's Celery app
+            "notify_worker_client/__init__.py": "import worker.runtime.app\n",
             # two storage modules importing each other
             "storage/client.py": "import storage.settings\n",
             "storage/settings.py": "import storage.client\n",
@@ -95,5 +96,5 @@ def test_an_upward_import_a_client_loading_tasks_and_a_circle_are_all_refused(
     assert result.returncode == 1, out + result.stderr
     assert "Contracts: 0 kept, 3 broken." in out
     assert "worker.runtime.base -> tasks.job" in out
-    assert "worker.client is not allowed to import worker.runtime.app" in out
+    assert "notify_worker_client is not allowed to import worker" in out
     assert "No cycles are allowed in storage" in out
