@@ -14,8 +14,16 @@ from dataclasses import dataclass
 
 from storage.errors import ConfigurationError, InvalidInput
 
-SSE = "AES256"
+SSE = "AES256"  # the default; NOTIFY_S3_SSE=aws:kms switches every write to SSE-KMS
 TEMP_LOGO_TAG = ("delete-after-7-days", "true")
+# The admin app writes the tag by URL-encoding a Python bool, so it arrives as "True"; S3 matches
+# tag values case-sensitively, so every rule that reads the tag covers both spellings.
+TEMP_LOGO_TAG_VALUES = ("true", "True")
+
+
+def is_temp_logo_tag(tags: Mapping[str, str]) -> bool:
+    """Whether an object's tags mark it as a temporary logo, in either spelling."""
+    return tags.get(TEMP_LOGO_TAG[0]) in TEMP_LOGO_TAG_VALUES
 
 
 class CleanupRule(enum.StrEnum):
@@ -42,6 +50,12 @@ class BucketSpec:
     retention_env: str | None = None  # env var that overrides retention_days
     # Lifecycle rules `buckets create` installs (beyond aborting incomplete multipart uploads).
     expire_tagged_temp_logos: bool = False
+    # Critical: losing an object would be serious, so the bucket is versioned (noncurrent
+    # versions expire after NOTIFY_NONCURRENT_VERSION_DAYS; the current one never does).
+    critical: bool = False
+    # Objects are served to the public (read only, never listed): Block Public Access keeps
+    # ACLs blocked but lets the bucket policy grant s3:GetObject to everyone.
+    public_read: bool = False
 
     @property
     def protected(self) -> bool:
@@ -81,6 +95,7 @@ REGISTRY: dict[str, BucketSpec] = {
             CleanupRule.TEMP_LOGO,
             retention_days=7,
             expire_tagged_temp_logos=True,
+            public_read=True,
         ),
         BucketSpec(
             "mou",
@@ -90,6 +105,7 @@ REGISTRY: dict[str, BucketSpec] = {
             "Memorandum of understanding documents",
             "crown.pdf | non-crown.pdf",
             CleanupRule.PROTECTED,
+            critical=True,
         ),
         BucketSpec(
             "transient-letters",
@@ -110,6 +126,7 @@ REGISTRY: dict[str, BucketSpec] = {
             "Originals of precompiled letters before sanitising",
             "{upload_id}.pdf",
             CleanupRule.PROTECTED,
+            critical=True,
         ),
         BucketSpec(
             "letter-attachments",
@@ -147,6 +164,7 @@ REGISTRY: dict[str, BucketSpec] = {
             "Letters ready to print (destination of moved transient letters)",
             "{YYYY-MM-DD}/NOTIFY.{REFERENCE}.D.{CLASS}.C.{YYYYMMDDHHMMSS}.PDF",
             CleanupRule.PROTECTED,
+            critical=True,
         ),
     )
 }
@@ -196,7 +214,7 @@ def resolve_bucket_names(environ: Mapping[str, str], environment: str) -> dict[s
         raise ConfigurationError(
             f"NOTIFY_ENVIRONMENT={environment!r} has no default bucket names, and these "
             f"variables are not set: {', '.join(missing)}. Set each to its bucket's name "
-            "(see the configuration table in the README).",
+            "(see docs/configuration.md).",
             code="missing_bucket_variable",
         )
     return names

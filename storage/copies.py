@@ -1,7 +1,7 @@
 """Server-side copies pinned to the source's ETag, with multipart copy for large objects.
 
-Real S3 honours ``CopySourceIfMatch``; moto ignores it (SPEC §2), so callers that need
-exactly-once must also check the result (see ``tasks/letters``). Encryption is always set.
+Real S3 honours ``CopySourceIfMatch``; moto ignores it, so callers that need exactly-once must
+also check the result (see ``tasks/letters``). Encryption is always set, as configured.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from storage.buckets import SSE
 from storage.client import get_client
 from storage.errors import s3_errors
 from storage.objects import ObjectInfo, get_tags
+from storage.settings import get_settings
 
 MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's limit
 COPY_PART_SIZE = 512 * 1024 * 1024
@@ -43,8 +43,8 @@ def copy_object(
         "Key": dest_key,
         "CopySource": src,
         "CopySourceIfMatch": source.etag,
-        "ServerSideEncryption": SSE,
         "TaggingDirective": "COPY",
+        **get_settings().sse_params(),
     }
     if metadata is not None:
         params["Metadata"] = dict(metadata)
@@ -67,8 +67,8 @@ def _multipart_copy(
     create: dict[str, Any] = {
         "Bucket": dest_bucket,
         "Key": dest_key,
-        "ServerSideEncryption": SSE,
         "Metadata": dict(source.metadata if metadata is None else metadata),
+        **get_settings().sse_params(),
     }
     if source.content_type:
         create["ContentType"] = source.content_type

@@ -1,7 +1,8 @@
 """Single-object operations: read metadata, stream a body, write, rewrite metadata.
 
 Reads never load a whole object: ``open_stream`` hands back the response body and
-``iter_lines`` yields lines from fixed-size chunks. Every write sets ``ServerSideEncryption``.
+``iter_lines`` yields lines from fixed-size chunks. Every write sets the configured server-side
+encryption (``StorageSettings.sse_params``: AES256, or SSE-KMS with its key and Bucket Keys).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlencode
 
-from storage.buckets import SSE
 from storage.client import get_client
 from storage.errors import S3NotFound, s3_errors
+from storage.settings import get_settings
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -149,7 +150,7 @@ def put_bytes(
     if_none_match: bool = False,
     client: Any = None,
 ) -> str:
-    """PutObject with AES256; ``if_none_match`` refuses to replace an existing object.
+    """PutObject encrypted as configured; ``if_none_match`` refuses to replace an existing object.
 
     Returns the new ETag.
     """
@@ -158,8 +159,8 @@ def put_bytes(
         "Bucket": bucket,
         "Key": key,
         "Body": body,
-        "ServerSideEncryption": SSE,
         "Metadata": dict(metadata or {}),
+        **get_settings().sse_params(),
     }
     if content_type:
         params["ContentType"] = content_type
@@ -186,7 +187,7 @@ def replace_metadata(info: ObjectInfo, metadata: Mapping[str, str], *, client: A
         "Metadata": dict(metadata),
         "MetadataDirective": "REPLACE",
         "TaggingDirective": "COPY",
-        "ServerSideEncryption": SSE,
+        **get_settings().sse_params(),
     }
     if info.content_type:
         params["ContentType"] = info.content_type

@@ -15,9 +15,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
-from storage.buckets import SSE
 from storage.client import get_client
 from storage.errors import s3_errors
+from storage.settings import get_settings
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every part but the last
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
@@ -53,8 +53,8 @@ class MultipartWriter:
         self._common: dict[str, Any] = {
             "Bucket": bucket,
             "Key": key,
-            "ServerSideEncryption": SSE,
             "Metadata": dict(metadata or {}),
+            **get_settings().sse_params(),
         }
         if content_type:
             self._common["ContentType"] = content_type

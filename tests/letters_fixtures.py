@@ -206,7 +206,8 @@ def module_mock_s3() -> Iterator[Any]:
         with mock_aws():
             reload_worker_settings()
             reload_settings()
-            admin.create_buckets()
+            # In-process moto applies a bucket policy's Deny without its conditions.
+            admin.create_buckets(deny_policy=False)
             yield get_client()
     finally:
         if saved is not None:

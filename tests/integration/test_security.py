@@ -555,6 +555,9 @@ IAM_ACTIONS = {
     "GetBucketLocation": ("s3:GetBucketLocation", "bucket"),
     "GetBucketEncryption": ("s3:GetEncryptionConfiguration", "bucket"),
     "GetBucketLifecycleConfiguration": ("s3:GetLifecycleConfiguration", "bucket"),
+    "GetBucketVersioning": ("s3:GetBucketVersioning", "bucket"),
+    "GetPublicAccessBlock": ("s3:GetBucketPublicAccessBlock", "bucket"),
+    "GetBucketPolicy": ("s3:GetBucketPolicy", "bucket"),
 }
 
 

@@ -19,6 +19,10 @@ BUCKET_LEVEL = {
     "s3:GetBucketLocation",
     "s3:GetEncryptionConfiguration",
     "s3:GetLifecycleConfiguration",
+    # what `buckets check` reads besides: versioning, Block Public Access, the bucket policy
+    "s3:GetBucketVersioning",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketPolicy",
 }
 OBJECT_LEVEL = {
     "s3:GetObject",
@@ -163,3 +167,53 @@ def test_cli_prints_the_policy(monkeypatch):
     finally:
         monkeypatch.delenv("S3_BUCKET_LETTERS_PDF")
         reload_settings()
+
+
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_without_kms_no_kms_action_is_granted(policy):
+    assert not any(a.startswith("kms:") for s in policy["Statement"] for a in s["Action"])
+
+
+def test_with_kms_the_policy_grants_that_key_only_and_only_through_s3():
+    policy = iam_policy(settings(NOTIFY_S3_SSE="aws:kms", NOTIFY_S3_KMS_KEY_ID=KMS_KEY))
+    kms = [s for s in policy["Statement"] if any(a.startswith("kms:") for a in s["Action"])]
+    assert len(kms) == 1
+    (statement,) = kms
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert statement["Resource"] == KMS_KEY
+    assert statement["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
+    }
+    # the S3 statements are exactly those without KMS
+    without = iam_policy(settings())["Statement"]
+    assert [s for s in policy["Statement"] if s not in kms] == without
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NOTIFY_S3_SSE": "aws:kms"}, "needs NOTIFY_S3_KMS_KEY_ID"),
+        ({"NOTIFY_S3_SSE": "aws:kms", "NOTIFY_S3_KMS_KEY_ID": "alias/notify"}, "key ARN"),
+        ({"NOTIFY_S3_SSE": "aws:kms", "NOTIFY_S3_KMS_KEY_ID": "1234abcd"}, "key ARN"),
+        ({"NOTIFY_S3_KMS_KEY_ID": KMS_KEY}, "NOTIFY_S3_SSE is not aws:kms"),
+        ({"NOTIFY_S3_SSE": "aes256"}, "NOTIFY_S3_SSE must be one of AES256, aws:kms"),
+        ({"NOTIFY_NONCURRENT_VERSION_DAYS": "0"}, "NOTIFY_NONCURRENT_VERSION_DAYS"),
+    ],
+)
+def test_bad_encryption_settings_are_clear_startup_errors(env, message):
+    from storage.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message):
+        settings(**env)
+
+
+def test_sse_params_follow_the_setting():
+    assert settings().sse_params() == {"ServerSideEncryption": "AES256"}
+    kms = settings(NOTIFY_S3_SSE="aws:kms", NOTIFY_S3_KMS_KEY_ID=KMS_KEY)
+    assert kms.sse_params() == {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": KMS_KEY,
+        "BucketKeyEnabled": True,
+    }
