@@ -1,4 +1,4 @@
-"""Celery configuration (SPEC §8). Values come from the environment through WorkerSettings.
+"""Celery configuration (see docs/reliability.md). Values come from the environment through WorkerSettings.
 
 Reliability choices, briefly:
 * late acks + reject on worker lost: a task killed mid-way is redelivered, never lost;

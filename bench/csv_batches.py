@@ -1,4 +1,4 @@
-"""Benchmark of the CSV batches workflow (issue 3 item 6). A plain script, not a test:
+"""Benchmark of the CSV batches workflow. A plain script, not a test:
 
     python bench/csv_batches.py [--rows 100000,1000000] [--kinds sms,email] [--skip-e2e]
 

@@ -40,7 +40,7 @@ class NotifyError(Exception):
             self.code = code
 
     def as_result(self) -> dict[str, str]:
-        """The ``failed`` task result the SPEC asks for."""
+        """The ``failed`` task result (docs/tasks.md)."""
         return {"status": "failed", "error_code": self.code, "error_message": self.message}
 
 

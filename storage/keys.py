@@ -1,4 +1,4 @@
-"""Key builders and parsers for every layout in SPEC §2.
+"""Key builders and parsers for every layout in docs/storage.md.
 
 Every id that goes into a key is checked to be a UUID first (and every other part against a
 strict pattern), so no caller can escape a prefix with ``../`` or smuggle a slash into a key.

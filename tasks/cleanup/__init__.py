@@ -1,1 +1,1 @@
-"""The cleanup workflow (SPEC §7): a plain-function core plus a thin Celery task."""
+"""The cleanup workflow (docs/cleanup.md): a plain-function core plus a thin Celery task."""

@@ -1,4 +1,4 @@
-"""Per-purpose cleanup decisions, driven by the registry's ``cleanup`` rule (SPEC §7).
+"""Per-purpose cleanup decisions, driven by the registry's ``cleanup`` rule (docs/cleanup.md).
 
 A policy judges each listed object in two steps:
 

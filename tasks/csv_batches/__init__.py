@@ -1,1 +1,1 @@
-"""The CSV batches workflow (SPEC §4): validate, fan out, schedule, recover."""
+"""The CSV batches workflow (docs/csv-batches.md): validate, fan out, schedule, recover."""

@@ -1,7 +1,7 @@
 """Fan-out: deterministic notification ids and publishing batches to the row sink.
 
 One broker connection (a kombu producer) serves a whole dispatch pass; each batch is one
-message with one keyword argument ``batch`` (SPEC §4). ``kwargsrepr`` keeps recipients out of
+message with one keyword argument ``batch`` (docs/tasks.md). ``kwargsrepr`` keeps recipients out of
 task events, Flower and logs; ``ignore_result`` keeps a million rows from leaving results in the
 backend; the job's own result never lists the batches.
 
@@ -66,7 +66,7 @@ _EMBED_JSON = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 
 
 class BatchEncoder:
-    """JSON text of a job's sink batches, in the SPEC §4 shape, built row by row.
+    """JSON text of a job's sink batches, in the shape docs/tasks.md gives, built row by row.
 
     ``row(row_number, (recipient, values))`` gives one row's JSON (``values``: the
     personalisation values in the order of ``keys``); ``body(rows)`` wraps up to 1,000 of them

@@ -5,7 +5,7 @@ first rewrite records the original upload time as ``uploaded_at`` and every late
 it. Every key already there (the web app's ``original_file_name``, ``notification_count``,
 ``template_id``, ``valid``, ``sender_id``, anything else) is preserved.
 
-Outcome keys (SPEC §4): ``processing_status`` (finished/failed/cancelled),
+Outcome keys (docs/storage.md): ``processing_status`` (finished/failed/cancelled),
 ``processing_rows_total``, ``processing_rows_dispatched``, ``processing_rows_invalid``,
 ``processing_finished_at``, ``processing_error_code`` (failed jobs only) and ``uploaded_at``;
 plus ``processing_params`` (the job's template/options, so the ``job-outcome`` report and the

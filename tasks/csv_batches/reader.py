@@ -15,7 +15,7 @@ limit) goes to ``__iter__`` whole, as a list of
 record texts, and is split there in a tight loop: most of a clean file is read that way.
 
 The whole file has whitespace (obscure kinds included, which covers a byte-order mark) and
-commas stripped from both ends, as the web app does (conformance README, "Whitespace"). The
+commas stripped from both ends, as the web app does (docs/validation.md, "Cells and files"). The
 start is easy; for the end, lines made only of those characters are held back (run-length
 encoded) until a line with content follows, and dropped at the end of the file.
 

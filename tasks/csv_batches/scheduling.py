@@ -1,4 +1,4 @@
-"""Scheduled CSV jobs (issue 9): recorded durably, released when due, cancellable until then.
+"""Scheduled CSV jobs: recorded durably, released when due, cancellable until then.
 
 Never a broker ETA or countdown: Redis redelivers unacknowledged ETA messages after the
 visibility timeout, so a job scheduled days ahead would run early, or twice. Instead:

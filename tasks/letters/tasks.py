@@ -1,4 +1,4 @@
-"""Celery tasks of the letters workflow: thin wrappers over the cores (SPEC §3, §5).
+"""Celery tasks of the letters workflow: thin wrappers over the cores (docs/letters.md).
 
 The base class (``worker.runtime.base.NotifyTask``) turns a ``NotifyError`` into the failed
 result and retries ``TransientError`` (``LetterRetry`` included) with backoff.

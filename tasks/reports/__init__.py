@@ -1,1 +1,1 @@
-"""The reports workflow (SPEC §6): a plain-function core plus a thin Celery task."""
+"""The reports workflow (docs/reports.md): a plain-function core plus a thin Celery task."""

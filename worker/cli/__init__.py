@@ -12,7 +12,7 @@ import click
 import redis
 
 from storage.errors import ConfigurationError, NotifyError
-from worker.cli import backfill, buckets, cleanup, core, demo, jobs, reports
+from worker.cli import backfill, buckets, cleanup, core, db, demo, jobs, reports
 
 
 class NotifyGroup(click.Group):
@@ -42,6 +42,6 @@ def main() -> None:
     logs.configure(settings.log_level, settings.log_format)
 
 
-for module in (core, buckets, jobs, cleanup, reports, backfill, demo):
+for module in (core, buckets, jobs, cleanup, reports, backfill, db, demo):
     for command in module.COMMANDS:
         main.add_command(command)
