@@ -10,6 +10,7 @@ import redis
 from rich.table import Table
 
 from storage.errors import NotifyError
+from worker.cli.health import health_command
 from worker.cli.output import console, print_json
 from worker.runtime import deadletter, queues, redis_urls
 from worker.runtime.settings import get_worker_settings, sanitize_url
@@ -66,8 +67,16 @@ def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
 @click.argument("kwargs_json", default="{}")
 @click.option("--wait", is_flag=True, help="Block until the task ends and print its result.")
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait.")
-def enqueue_command(task_name: str, kwargs_json: str, wait: bool, timeout: float) -> None:
-    """Send TASK_NAME with keyword arguments given as one JSON object."""
+@click.option("--request-id", help="Sent as the notify_request_id header: on the task's log lines.")
+def enqueue_command(
+    task_name: str, kwargs_json: str, wait: bool, timeout: float, request_id: str | None
+) -> None:
+    """Send TASK_NAME with keyword arguments given as one JSON object.
+
+    Exit codes: 0 sent (or, with --wait, the task succeeded), 1 the task failed, 5 no result
+    within --timeout (no worker took it, or it is still running), 6 Redis did not answer.
+    """
+    from worker.cli.output import send_or_explain, wait_for_result
     from worker.client import send_by_name
 
     try:
@@ -79,21 +88,19 @@ def enqueue_command(task_name: str, kwargs_json: str, wait: bool, timeout: float
             "must be a JSON object of keyword arguments", param_hint="KWARGS_JSON"
         )
     try:
-        result = send_by_name(task_name, kwargs)
+        result = send_or_explain(
+            lambda: send_by_name(task_name, kwargs, request_id=request_id), task_name
+        )
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="TASK_NAME") from None
+        hint = "--request-id" if getattr(error, "argument", None) == "request_id" else "TASK_NAME"
+        raise click.BadParameter(str(error), param_hint=hint) from None
     if not wait:
         print_json({"task_id": result.id, "task": task_name})
         return
-    value = result.get(timeout=timeout, propagate=False)
-    if isinstance(value, BaseException):
-        value = {
-            "status": "failed",
-            "error_code": "task_error",
-            "error_message": f"{type(value).__name__}: {value}",
-        }
+    queue = queues.TASK_QUEUES.get(task_name)
+    value = wait_for_result(result, timeout, f"waiting for {task_name}", queue=queue)
     print_json(value)
-    if isinstance(value, dict) and value.get("status") == "failed":
+    if value.get("status") == "failed":
         raise SystemExit(1)
 
 
@@ -194,4 +201,11 @@ def deadletter_replay(task_ids: tuple[str, ...], replay_all: bool) -> None:
         raise click.ClickException(f"not in the dead-letter store: {', '.join(sorted(missing))}")
 
 
-COMMANDS = [worker_command, beat_command, enqueue_command, status_command, deadletter_group]
+COMMANDS = [
+    worker_command,
+    beat_command,
+    enqueue_command,
+    status_command,
+    deadletter_group,
+    health_command,
+]

@@ -8,11 +8,13 @@ from typing import Any
 from celery import Celery, signals
 
 from worker.runtime import logs, metrics  # noqa: F401 - metrics connects its signals
+from worker.runtime.health import LivenessHeartbeat
 from worker.runtime.settings import get_worker_settings
 
 TASK_MODULES = [
     "tasks.reconcile",
     "tasks.csv_batches.tasks",
+    "tasks.csv_batches.replay",
     "tasks.letters.tasks",
     "tasks.reports.tasks",
     "tasks.cleanup.tasks",
@@ -20,6 +22,8 @@ TASK_MODULES = [
 
 app = Celery("notify_worker", task_cls="worker.runtime.base:NotifyTask", include=TASK_MODULES)
 app.config_from_object("celeryconfig")
+# Each worker's consumer loop keeps its liveness file fresh (``notify-worker health --liveness``).
+app.steps["consumer"].add(LivenessHeartbeat)
 # The app of every thread of the process (Celery's own default is per thread): cores that send
 # tasks use ``celery.current_app`` unless given an app, and must find this one in pool threads.
 app.set_default()
