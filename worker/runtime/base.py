@@ -178,15 +178,19 @@ class NotifyTask(Task):
 
     def _dead_letter(self, kwargs: dict, code: str, message: str) -> dict[str, str]:
         delivery = self.request.delivery_info or {}
+        queue = delivery.get("routing_key") or getattr(self, "queue", None)
+        # A task carrying recipients keeps a reference to rebuild them from, not the data.
+        task, stored = deadletter.stored_form(self.name, dict(kwargs))
         try:
             deadletter.record(
                 deadletter.DeadLetter(
                     task_id=self.request.id or "",
-                    task=self.name,
-                    queue=delivery.get("routing_key") or getattr(self, "queue", None),
-                    kwargs=dict(kwargs),
+                    task=task,
+                    queue=queue if task == self.name else None,
+                    kwargs=stored,
                     reason=message,
                     error_code=code,
+                    failed_task=None if task == self.name else self.name,
                 )
             )
         except redis.RedisError:

@@ -3,12 +3,18 @@
 One Redis hash, ``notify:deadletter``, field = task id, value = JSON. Replaying sends the task
 again by name, with its original keyword arguments and a fresh task id (the old id has spent
 its redelivery budget).
+
+A task whose arguments carry recipients or personalisation (a sink batch) registers a
+*reference* (``register_reference``): what is stored is the task to replay with and arguments
+that say where the data can be rebuilt from (the job, its row range, the file version), never
+the data itself. Replay sends that task.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +24,21 @@ from worker.runtime.redis_state import get_redis, key
 from worker.runtime.settings import get_worker_settings
 
 DEADLETTER_KEY = key("deadletter")
+
+# task name -> function(kwargs) -> (task to replay with, its kwargs: no personal data)
+Reference = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
+_REFERENCES: dict[str, Reference] = {}
+
+
+def register_reference(task_name: str, make: Reference) -> None:
+    """Store dead letters of ``task_name`` as ``make(kwargs)`` instead of its kwargs."""
+    _REFERENCES[task_name] = make
+
+
+def stored_form(task_name: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The task and keyword arguments a dead letter of ``task_name`` keeps."""
+    make = _REFERENCES.get(task_name)
+    return make(kwargs) if make is not None else (task_name, kwargs)
 
 
 @dataclass
@@ -29,6 +50,7 @@ class DeadLetter:
     reason: str
     error_code: str
     recorded_at: float = field(default_factory=time.time)
+    failed_task: str | None = None  # when ``task`` is a replay reference: the task that failed
 
     def summary(self) -> str:
         """One line for humans: ids and argument names, never argument values."""

@@ -75,6 +75,8 @@ REPORTS_GENERATE = "notify.reports.generate"
 CLEANUP_SWEEP = "notify.cleanup.sweep"
 JOBS_RECONCILE = "notify.jobs.reconcile"
 NOTIFICATIONS_SAVE_BATCH = "notify.notifications.save_batch"
+# Internal (sent by ``deadletter replay``): rebuilds a dead-lettered sink batch from its CSV.
+CSV_REPLAY_ROWS = "notify.csv.replay_rows"
 
 # The message header a sender sets to have its request id on every log line of the task.
 REQUEST_ID_HEADER = "notify_request_id"
@@ -89,6 +91,7 @@ TASK_QUEUES: dict[str, str] = {
     CLEANUP_SWEEP: CLEANUP,
     JOBS_RECONCILE: PERIODIC,
     NOTIFICATIONS_SAVE_BATCH: DATABASE_TASKS,
+    CSV_REPLAY_ROWS: CSV_BATCHES,
 }
 
 
