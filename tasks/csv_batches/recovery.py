@@ -39,6 +39,7 @@ from tasks.csv_batches import state as st
 from tasks.csv_batches.fanout import MAX_BATCH_ROWS
 from tasks.csv_batches.spec import SOURCES, JobSpec
 from tasks.csv_batches.state import JobState
+from tasks.csv_batches.store import notification_store
 from worker.runtime import queues
 from worker.runtime.settings import get_worker_settings
 
@@ -162,9 +163,9 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
     batch stored, or a re-send requested or running, within the stale period) or while a
     requested re-send may still wait in the job's queue. Then:
 
-    * **built-in sink** (``notify.notifications.save_batch``): done when ``stored`` reaches
-      ``dispatched``. Lost when it has not and the sink queue holds too few messages to carry
-      the missing rows.
+    * **built-in sink** (``notify.notifications.save_batch``): done when the rows its store
+      holds (the ``stored`` counter, or the table's count with PostgreSQL) reach ``dispatched``.
+      Lost when it has not and the sink queue holds too few messages to carry the missing rows.
     * **any other sink**: nothing counts what it stored, so the broker's life is compared. Done
       when, on the life the job dispatched on, its sink queue is seen empty (every earlier
       message has been taken), or the job has been watched for
@@ -200,6 +201,7 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
             continue
         dispatched, stored = state.dispatched, state.stored
         if sink_task == queues.NOTIFICATIONS_SAVE_BATCH:
+            stored = notification_store().stored_count(upload_id, stored)
             missing = dispatched - stored
             if missing <= 0:
                 done.append(upload_id)

@@ -76,9 +76,9 @@ class NotificationStore(Protocol):
         """Store the batch's rows that are not stored yet; return how many were new."""
         ...
 
-    def stored_count(self, upload_id: str, job_state: Mapping[str, str] | None = None) -> int:
-        """How many rows of this upload are stored (``job_state``: the job's Redis hash, if the
-        caller has it already)."""
+    def stored_count(self, upload_id: str, counted: int | None = None) -> int:
+        """How many rows of this upload are stored (``counted``: the job's Redis ``stored``
+        counter, if the caller has read it already)."""
         ...
 
 

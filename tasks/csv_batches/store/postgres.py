@@ -140,6 +140,8 @@ class PostgresStore:
             logger.warning("rows stored but progress not recorded: %s", type(error).__name__)
         return added
 
-    def stored_count(self, upload_id: str, job_state: Mapping[str, str] | None = None) -> int:
+    def stored_count(self, upload_id: str, counted: int | None = None) -> int:
+        # The table is the truth: the Redis counter misses a batch whose worker died between
+        # the commit and the counter update.
         with connection() as conn:
             return int(conn.execute(COUNT, (upload_id,)).fetchone()[0])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 
 from tasks.csv_batches import state as st
 from tasks.csv_batches.store import ROW_FIELDS, Batch
@@ -69,7 +68,8 @@ class RedisHashStore:
         keys = [st.notifications_key(batch.upload_id), st.job_key(batch.upload_id)]
         return int(get_redis().eval(_STORE, len(keys), *keys, *args))
 
-    def stored_count(self, upload_id: str, job_state: Mapping[str, str] | None = None) -> int:
-        if job_state is None:
-            job_state = st.read_job(upload_id) or {}
-        return int(job_state.get("stored") or 0)
+    def stored_count(self, upload_id: str, counted: int | None = None) -> int:
+        # The Lua script counts exactly the new rows: the job's counter is the count.
+        if counted is not None:
+            return counted
+        return int((st.read_job(upload_id) or {}).get("stored") or 0)
