@@ -816,7 +816,7 @@ _BUCKET = (
     "s3:ListBucket",
     "s3:ListBucketMultipartUploads",
 )
-# What the workflows do to the objects of each purpose (SPEC sections 3-7).
+# What the workflows do to the objects of each purpose (docs/storage.md and each workflow's doc).
 _OBJECT_USE: dict[str, tuple[str, ...]] = {
     # read and streamed; outcome and schedule metadata rewritten by a copy onto itself; cleanup
     "csv-upload": _READ + _WRITE + _DELETE,

@@ -59,7 +59,7 @@ DEFAULT_KINDS = ("slowdown", "internal", "drop_before", "drop_after")
 DEFAULT_RATE = 0.10
 STREAM_CHUNK = 64 * 1024
 
-# Hop-by-hop headers (RFC 9110 §7.6.1) and ones the proxy re-creates itself.
+# Hop-by-hop headers (RFC 9110, section 7.6.1) and ones the proxy re-creates itself.
 _HOP_HEADERS = {
     "connection",
     "keep-alive",
@@ -452,7 +452,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._forward(kind, operation=operation)
 
     def _condition_fails(self, operation: str, path: str, headers: Mapping[str, str]) -> bool:
-        """Real S3's answer to the conditions moto ignores (SPEC §2): If-None-Match on
+        """Real S3's answer to the conditions moto ignores (docs/storage.md): If-None-Match on
         CompleteMultipartUpload after the key exists (moto answers a retried completion 200)
         and on CopyObject, and x-amz-copy-source-if-match on CopyObject."""
         conditional = operation in ("CompleteMultipartUpload", "CopyObject")

@@ -1,4 +1,4 @@
-"""Helpers shared by the reliability and security tests (issue 8).
+"""Helpers shared by the reliability and security tests.
 
 Import explicitly: ``from tests.reliability_fixtures import rel_workers_fixture  # noqa: F401``.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.report_sources import SPEC
+from tests.plugins.report_sources import SOURCES
 
 ROOT = Path(__file__).resolve().parent.parent  # on PYTHONPATH of worker subprocesses
 
@@ -20,10 +20,10 @@ PART_SIZE = 1024  # moto is told to accept 1 KiB parts (tests/conftest.py)
 @pytest.fixture
 def report_plugins(monkeypatch: pytest.MonkeyPatch) -> str:
     """The test plug-ins registered, and small parts so a few rows make a multipart upload."""
-    monkeypatch.setenv("NOTIFY_REPORT_SOURCES", SPEC)
+    monkeypatch.setenv("NOTIFY_REPORT_SOURCES", SOURCES)
     monkeypatch.setenv("NOTIFY_REPORT_PART_SIZE", str(PART_SIZE))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    return SPEC
+    return SOURCES
 
 
 def report_bucket() -> str:

@@ -1,4 +1,4 @@
-"""Broker loss (SPEC §8): every Redis key that is not the project's own vanishes — queues,
+"""Broker loss: every Redis key that is not the project's own vanishes — queues,
 unacknowledged deliveries, results, kombu's bindings — and worker connections are dropped, as
 when a Redis without persistence restarts (the project's ``notify:`` state is kept, as when the
 broker is a separate Redis, or Redis restarts from a snapshot). ``notify.jobs.reconcile`` must

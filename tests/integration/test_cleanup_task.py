@@ -101,7 +101,7 @@ def test_requests_stay_at_the_floor(s3):
     assert sum(sent.values()) == 10  # 9 at the floor + 1 multipart listing
 
 
-# --- CSV jobs scheduled through the CSV workflow (issue 9) --------------------------------------
+# --- CSV jobs scheduled through the CSV workflow ----------------------------------------------
 
 
 def _schedule_csv_job(days_ahead: float) -> str:

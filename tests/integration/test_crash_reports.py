@@ -1,6 +1,6 @@
 """A report's whole worker (main process and pool) is SIGKILLed mid-upload, as when the machine
 dies. A SIGKILL cannot run the abort, so the multipart upload is left dangling; what is
-promised (tasks/reports/generate.py, SPEC §6, §7):
+promised (tasks/reports/generate.py, docs/reports.md, docs/cleanup.md):
 
 * no partial object is ever visible at the report's key;
 * the cleanup sweep leaves a young upload alone (it may be a live run) and aborts one older

@@ -1,4 +1,4 @@
-"""Job lifecycle through real parts (issue 9): scheduled jobs, cancel, fairness, cheap progress,
+"""Job lifecycle through real parts: scheduled jobs, cancel, fairness, cheap progress,
 retention that respects pending jobs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Security (SPEC §2, §3, §6, §8): JSON only, AES256 everywhere, no secrets in any output,
+"""Security: JSON only, AES256 everywhere, no secrets in any output,
 formula-safe exports, least-privilege IAM.
 
 Each test is built to fail if the guarded behaviour breaks: the pickle test would create a
@@ -301,7 +301,7 @@ def every_workflow(moto_endpoint, request, tmp_path_factory) -> WorkflowRun:
     from tasks.csv_batches import state as st
     from tests.csv_fixtures import WEB_APP_METADATA
     from tests.faults import FaultProxy
-    from tests.plugins.report_sources import SPEC as REPORT_PLUGINS
+    from tests.plugins.report_sources import SOURCES as REPORT_PLUGINS
     from tests.reliability_fixtures import (
         audit_sse,
         fresh_s3,

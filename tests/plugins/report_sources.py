@@ -19,7 +19,7 @@ from storage.settings import get_settings
 HEADER = ("n", "name", "note")
 DANGEROUS = ("=1+1", "+44 7700 900123", "-2", "@SUM(A1)", "\tx", "\rx", "ok", "", "a=b")
 
-SPEC = ",".join(
+SOURCES = ",".join(
     f"{kind}=tests.plugins.report_sources:{name}"
     for kind, name in (
         ("synthetic", "synthetic"),

@@ -1,4 +1,4 @@
-"""The bucket registry and its configuration rules (SPEC §2)."""
+"""The bucket registry and its configuration rules (the table in docs/storage.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from storage.buckets import PURPOSES, REGISTRY, CleanupRule, resolve_bucket_name
 from storage.errors import ConfigurationError, InvalidInput
 from storage.settings import StorageSettings
 
-SPEC_TABLE = {
+DOCUMENTED_BUCKETS = {
     "csv-upload": (
         "S3_BUCKET_CSV_UPLOAD",
         "local-notifications-csv-upload",
@@ -51,8 +51,8 @@ SPEC_TABLE = {
 
 
 def test_registry_matches_the_spec_table():
-    assert set(PURPOSES) == set(SPEC_TABLE)
-    for purpose, (env_var, local, development) in SPEC_TABLE.items():
+    assert set(PURPOSES) == set(DOCUMENTED_BUCKETS)
+    for purpose, (env_var, local, development) in DOCUMENTED_BUCKETS.items():
         bucket = REGISTRY[purpose]
         assert (bucket.env_var, bucket.local_default, bucket.development_default) == (
             env_var,
@@ -64,7 +64,7 @@ def test_registry_matches_the_spec_table():
 @pytest.mark.parametrize("environment,index", [("local", 1), ("development", 2)])
 def test_defaults_per_environment(environment, index):
     names = resolve_bucket_names({}, environment)
-    assert names == {p: row[index] for p, row in SPEC_TABLE.items()}
+    assert names == {p: row[index] for p, row in DOCUMENTED_BUCKETS.items()}
 
 
 def test_test_environment_uses_test_purpose_names():
@@ -81,12 +81,12 @@ def test_env_var_wins_over_default():
 def test_production_without_variables_names_every_missing_one():
     with pytest.raises(ConfigurationError) as caught:
         StorageSettings.from_env({"NOTIFY_ENVIRONMENT": "production"})
-    for env_var, *_ in SPEC_TABLE.values():
+    for env_var, *_ in DOCUMENTED_BUCKETS.values():
         assert env_var in caught.value.message
 
 
 def test_production_missing_one_variable_names_only_that_one():
-    environ = {row[0]: f"prod-{p}" for p, row in SPEC_TABLE.items()}
+    environ = {row[0]: f"prod-{p}" for p, row in DOCUMENTED_BUCKETS.items()}
     environ["NOTIFY_ENVIRONMENT"] = "production"
     del environ["S3_BUCKET_LETTERS_PDF"]
     with pytest.raises(ConfigurationError) as caught:
@@ -96,7 +96,7 @@ def test_production_missing_one_variable_names_only_that_one():
 
 
 def test_production_with_every_variable_set():
-    environ = {row[0]: f"prod-{p}" for p, row in SPEC_TABLE.items()}
+    environ = {row[0]: f"prod-{p}" for p, row in DOCUMENTED_BUCKETS.items()}
     environ.update(NOTIFY_ENVIRONMENT="production", AWS_REGION="eu-west-2")
     settings = StorageSettings.from_env(environ)
     assert settings.bucket("csv-upload") == "prod-csv-upload"

@@ -1,4 +1,4 @@
-"""The printing naming rule (SPEC §2, issue 4): folder by London date with a 17:30 cut-off,
+"""The printing naming rule (docs/storage.md): folder by London date with a 17:30 cut-off,
 timestamp in UTC, whole key upper case. 2024's clock changes: 31 March and 27 October, 01:00 UTC.
 """
 

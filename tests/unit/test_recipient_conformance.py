@@ -1,6 +1,6 @@
-"""Recipient validation against the labelled conformance corpus, plus fast-path equivalence.
+"""Recipient validation against the labelled corpus, plus fast-path equivalence.
 
-The corpus (tests/data/recipients.jsonl, a verbatim copy of conformance/recipients.jsonl) holds
+The corpus (tests/data/recipients.jsonl, described in docs/validation.md) holds
 labels from the web app's validator.  Every sms and email case and every letter case without
 international letters must match exactly; letters with international letters depend on a
 country-name table and must match at least INTERNATIONAL_LETTER_FLOOR of the time.

@@ -1,4 +1,4 @@
-"""One client per process, configured as SPEC §2 asks."""
+"""One client per process, configured as docs/storage.md says."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def cleanup_command(
     verbose: bool,
     as_json: bool,
 ) -> None:
-    """Find and delete expired or orphaned objects in one bucket (SPEC §7)."""
+    """Find and delete expired or orphaned objects in one bucket (docs/cleanup.md)."""
     from storage.keys import isoformat, parse_timestamp
 
     if as_of is not None:

@@ -140,7 +140,7 @@ def sentinel_kwargs(settings: WorkerSettings) -> dict[str, Any]:
 
 def celery_url(target: RedisTarget) -> str:
     """The URL as Celery and kombu want it. A sentinel URL gets the credentials and database
-    number on every part: kombu reads them from the first part, the SPEC-style form carries
+    number on every part: kombu reads them from the first part, the documented form carries
     them on the first (credentials) and last (database) only."""
     if not target.sentinel:
         return target.url

@@ -1,6 +1,6 @@
 """Recipient validation for CSV batches: cell cleaning, SMS numbers, email addresses, letters.
 
-The rules are those of ``conformance/README.md`` (the web app's validator); the labelled corpus
+The rules are the web app's validator's, written down in docs/validation.md; the labelled corpus
 in ``tests/data/recipients.jsonl`` pins them down.  Three things here exist only for speed:
 
 * ``clean_cell`` skips the obscure-whitespace work for plain ASCII cells;
@@ -9,7 +9,7 @@ in ``tests/data/recipients.jsonl`` pins them down.  Three things here exist only
   patterns are run as automata over every 10-digit number 7xxxxxxxxx), so that most rows
   never reach ``phonenumbers.parse`` (50-150 µs each here).  Anything it is not sure about
   returns ``None`` and the caller falls through to the phonenumbers path;
-* ``validate_sms_slow`` is the README's procedure minus provably redundant phonenumbers calls.
+* ``validate_sms_slow`` is the documented procedure minus provably redundant phonenumbers calls.
   ``validate_sms_reference`` keeps the literal procedure as the yardstick: tests run all
   three over the corpus and a generated set and assert identical results.
 
@@ -158,7 +158,10 @@ _TV_NUMBER = re.compile(r"7700\d")
 
 
 def _reference_attempt(value: str) -> tuple[str | None, phonenumbers.PhoneNumber | None]:
-    """Steps 1-3 of the README on one spelling, literally: (code, None) or (None, number)."""
+    """Steps 1-3 of the SMS rules (docs/validation.md) on one spelling, literally.
+
+    Returns (code, None) or (None, number).
+    """
     if not _ALLOWED_SMS_CHARS.issuperset(value):
         return "unknown_character", None
     if value == "":
@@ -198,7 +201,7 @@ def _thoroughly_normalise(value: str) -> str:
 def validate_sms_reference(
     value: str, *, allow_international: bool = False, allow_uk_landline: bool = False
 ) -> RecipientResult:
-    """The README's SMS rules with phonenumbers, step by step and unoptimised.
+    """The SMS rules of docs/validation.md with phonenumbers, step by step and unoptimised.
 
     The yardstick for the optimised paths (tests compare them on the corpus and on generated
     numbers); too slow for production use.
