@@ -2,7 +2,8 @@
 
 Exit codes: 0 done (or a dry run of a purpose that is never swept), 1 the run failed or some
 keys could not be deleted, 3 ``--max-deletions`` reached, 4 ``--execute`` on a purpose that
-is never swept (protected, or reference-only without a reference check).
+is never swept (protected, or reference-only without a reference check); with ``--enqueue
+--wait``, 5 no result within ``--timeout`` and 6 Redis did not answer.
 """
 
 from __future__ import annotations
@@ -83,22 +84,21 @@ def _enqueue(
     wait: bool,
     timeout: float,
 ) -> dict[str, Any] | None:
+    from worker.cli.output import send_or_explain, wait_for_result
     from worker.client import NotifyClient
+    from worker.runtime import queues
 
-    sent = NotifyClient().sweep_bucket(
-        purpose, dry_run=not execute, max_deletions=max_deletions, as_of=as_of
+    sent = send_or_explain(
+        lambda: NotifyClient().sweep_bucket(
+            purpose, dry_run=not execute, max_deletions=max_deletions, as_of=as_of
+        ),
+        queues.CLEANUP_SWEEP,
     )
     if not wait:
-        print_json({"task_id": sent.id, "task": "notify.cleanup.sweep", "bucket": purpose})
+        print_json({"task_id": sent.id, "task": queues.CLEANUP_SWEEP, "bucket": purpose})
         return None
-    value = sent.get(timeout=timeout, propagate=False)
-    if not isinstance(value, dict):
-        value = {
-            "status": "failed",
-            "error_code": "task_error",
-            "error_message": f"{type(value).__name__}: {value}",
-            "dry_run": not execute,
-        }
+    value = wait_for_result(sent, timeout, f"cleanup of {purpose} (worker)", queue=queues.CLEANUP)
+    value.setdefault("dry_run", not execute)
     return value
 
 

@@ -9,12 +9,18 @@ to stderr, so the command is easy to script. A report request id is made when no
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import click
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from storage.errors import InvalidInput
 from storage.keys import report_key, require_uuid
@@ -100,31 +106,31 @@ def _enqueue(
 
     # Refuse here what the worker would refuse, so the mistake shows at once.
     get_kind(kind).checked_params(params)
-    result = NotifyClient().generate_report(report_request_id, service_id, kind, params)
+    from worker.cli.output import send_or_explain, wait_for_result
+    from worker.runtime import queues
+
+    result = send_or_explain(
+        lambda: NotifyClient().generate_report(report_request_id, service_id, kind, params),
+        queues.REPORTS_GENERATE,
+    )
     err_console.print(f"enqueued task {result.id}")
     if not wait:
         click.echo(report_key(kind, report_request_id))
         return None
-    deadline = time.monotonic() + timeout
-    with _progress_bar() as bar:
-        task = bar.add_task(f"{kind} report (worker)", total=None)
-        while not result.ready():
-            if time.monotonic() > deadline:
-                raise click.ClickException(
-                    f"no result after {timeout:.0f}s; the task keeps running (id {result.id})"
-                )
-            info = result.info
-            if result.state == "PROGRESS" and isinstance(info, dict):
-                bar.update(task, completed=int(info.get("rows") or 0))
-            time.sleep(0.25)
-    value = result.get(propagate=False)
-    if not isinstance(value, dict):
-        return {
-            "status": "failed",
-            "error_code": "task_error",
-            "error_message": f"{type(value).__name__}: {value}",
-        }
-    return value
+
+    def show_rows(result: Any, bar: Progress, task: TaskID) -> None:
+        info = result.info
+        if result.state == "PROGRESS" and isinstance(info, dict):
+            bar.update(task, completed=int(info.get("rows") or 0))
+
+    return wait_for_result(
+        result,
+        timeout,
+        f"{kind} report (worker)",
+        queue=queues.REPORTS,
+        on_tick=show_rows,
+        progress=_progress_bar(),
+    )
 
 
 @click.group("reports")
