@@ -1,12 +1,13 @@
 """The one task base class: everything cross-cutting lives here, so tasks stay thin.
 
 For every task it
-* sets the log context (task id, task name, service id, upload id);
+* sets the log context (task id, task name, service id, upload id, and the sender's request id
+  from the ``notify_request_id`` message header);
 * caps redeliveries: a message delivered more than ``NOTIFY_MAX_REDELIVERIES`` extra times
   (a poison message that kills its worker, say) is recorded in ``notify:deadletter`` and dropped;
 * retries transient errors (throttling, 5xx, dropped connections) with exponential backoff and
   jitter, and records the task as a dead letter when the retries run out;
-* never retries bad input: a ``NotifyError`` becomes the SPEC's ``failed`` result at once;
+* never retries bad input: a ``NotifyError`` becomes the ``failed`` result (docs/tasks.md) at once;
 * turns an unexpected exception into a ``failed`` result with ``internal_error``, logging the
   traceback and recording a dead letter so an operator can replay it after a fix.
 """
@@ -25,8 +26,8 @@ from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
 from storage.errors import InvalidInput, NotifyError, TransientError, translate
-from worker.runtime import deadletter, leases
-from worker.runtime.logs import log_context
+from worker.runtime import deadletter, leases, queues
+from worker.runtime.logs import clean_request_id, log_context
 from worker.runtime.redis_state import get_redis, key
 from worker.runtime.settings import get_worker_settings
 
@@ -97,6 +98,7 @@ class NotifyTask(Task):
             task_name=self.name,
             service_id=kwargs.get("service_id"),
             upload_id=kwargs.get("upload_id"),
+            request_id=clean_request_id(request.get(queues.REQUEST_ID_HEADER)),
         ):
             if (
                 task_id
