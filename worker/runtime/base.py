@@ -46,7 +46,9 @@ _TRANSIENT_TYPES = (
 
 
 def backoff_seconds(retries: int) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max, base * 2**retries)]."""
+    """Exponential backoff with "equal jitter": the ceiling is ``base * 2**retries`` capped at
+    ``BACKOFF_MAX_SECONDS`` (2, 4, 8 … 300 s), and the delay is uniform in its upper half,
+    [ceiling / 2, ceiling], so a retry never comes back at once yet retries still spread out."""
     ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**retries)
     return round(random.uniform(ceiling / 2, ceiling), 2)
 
