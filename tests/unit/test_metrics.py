@@ -146,21 +146,18 @@ def test_beat_gauges_from_redis(redis_client, monkeypatch):
 
 
 def test_standby_beat_reports_no_redis_gauges():
-    class Lock:
-        def __init__(self, owned: bool) -> None:
-            self._owned = owned
-
-        def owned(self) -> bool:
-            return self._owned
-
     class Scheduler:
-        lock = Lock(False)
+        lock = None  # RedBeat sets it once the lock is acquired
+        lock_timeout = 60
 
-    collector = metrics.BeatCollector(Scheduler())
+    scheduler = Scheduler()
+    collector = metrics.BeatCollector(scheduler)
+    collector.ticked()  # a standby ticks too, without the lock
     names = [family.name for family in collector.collect()]
-    assert names == ["notify_beat_active"]
-    Scheduler.lock = Lock(True)
-    collector.last_tick = 1.0
-    active = metrics.BeatCollector(Scheduler())
-    active.last_tick = 5.0
-    assert active.active()
+    assert names == ["notify_beat_active", "notify_beat_last_tick_timestamp_seconds"]
+    assert not collector.active()
+    scheduler.lock = object()
+    collector.ticked()
+    assert collector.active()
+    collector.lock_held_at = time.time() - 61  # no tick with the lock for a lock timeout
+    assert not collector.active()

@@ -53,7 +53,10 @@ def worker_command(
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
     """Run celery beat with RedBeat: only the holder of the Redis lock sends anything."""
+    from worker.cli import beat_gauges
     from worker.runtime.app import app
+
+    beat_gauges.register()  # jobs by status on beat's exporter (NOTIFY_METRICS_PORT)
 
     redis_urls.check(get_worker_settings())
 

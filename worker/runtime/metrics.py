@@ -430,13 +430,20 @@ class BeatCollector:
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
         self.last_tick: float | None = None
+        self.lock_held_at: float | None = None
+
+    def ticked(self) -> None:
+        """Called in beat's own thread after each tick. RedBeat extends its lock at the start
+        of every tick and fails the tick if it no longer holds it, so a tick that ended with
+        a lock set means we held the lock then (redis-py keeps the lock's token thread-local:
+        the scrape thread could not ask the lock itself)."""
+        self.last_tick = time.time()
+        if getattr(self.scheduler, "lock", None) is not None:
+            self.lock_held_at = self.last_tick
 
     def active(self) -> bool:
-        lock = getattr(self.scheduler, "lock", None)
-        try:
-            return bool(lock is not None and lock.owned())
-        except Exception:  # Redis down: not provably active
-            return False
+        timeout = float(getattr(self.scheduler, "lock_timeout", 60) or 60)
+        return self.lock_held_at is not None and time.time() - self.lock_held_at < timeout
 
     def collect(self) -> Iterable[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -482,7 +489,7 @@ def _beat_init(sender: Any = None, **_: Any) -> None:
 
     def timed_tick(*args: Any, **kwargs: Any) -> Any:
         result = tick(*args, **kwargs)
-        collector.last_tick = time.time()
+        collector.ticked()
         return result
 
     scheduler.tick = timed_tick  # the service calls scheduler.tick() each loop
