@@ -1,7 +1,8 @@
 """``notify-worker jobs``: show, list and cancel CSV jobs.
 
 ``show`` and ``list`` read the Redis job state only (O(1) per job, no S3 call); ``show
---service-id`` falls back to the CSV object's metadata when Redis no longer has the job.
+--service-id`` falls back to the CSV object's metadata when Redis no longer has the job. With
+the PostgreSQL store on, ``show`` counts the job's stored rows in the table (one indexed count).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def jobs_show(upload_id: str, service_id: str | None, as_json: bool) -> None:
     """Status and counters of one job."""
     from storage.keys import require_uuid
     from tasks.csv_batches.state import read_progress
+    from worker.runtime.database import database_enabled
 
     require_uuid(upload_id, "upload_id")
     if service_id is not None:
@@ -80,6 +82,12 @@ def jobs_show(upload_id: str, service_id: str | None, as_json: bool) -> None:
     if progress is None:
         hint = "" if service_id else " Pass --service-id to look at the CSV object itself."
         raise click.ClickException(f"no job known for upload {upload_id}.{hint}")
+    if database_enabled():
+        # The rows really stored: the table's count, not the Redis progress counter.
+        from tasks.csv_batches.store import notification_store
+
+        progress["stored"] = notification_store().stored_count(upload_id)
+        progress["stored_in"] = "postgresql"
     if as_json:
         print_json(progress)
         return
@@ -91,7 +99,7 @@ def jobs_show(upload_id: str, service_id: str | None, as_json: bool) -> None:
             table.add_row(name, str(progress[name]))
     if progress.get("stuck"):
         table.add_row("stuck", "yes: no heartbeat for NOTIFY_JOB_STALE_SECONDS")
-    for name in ("error_code", "error_message", "uploaded_at", "from"):
+    for name in ("error_code", "error_message", "uploaded_at", "from", "stored_in"):
         if progress.get(name):
             table.add_row(name, str(progress[name]))
     console.print(table)

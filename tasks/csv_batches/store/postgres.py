@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis
@@ -145,3 +145,28 @@ class PostgresStore:
         # the commit and the counter update.
         with connection() as conn:
             return int(conn.execute(COUNT, (upload_id,)).fetchone()[0])
+
+
+# The columns a report of a job's rows reads, in row order.
+JOB_ROWS = """
+SELECT id::text, job_id::text, job_row_number, "to", template_id::text, notification_type
+FROM notifications
+WHERE job_id = %s AND service_id = %s
+ORDER BY job_row_number
+"""
+JOB_EXISTS = "SELECT 1 FROM notifications WHERE job_id = %s AND service_id = %s LIMIT 1"
+STREAM_ROWS = 2000
+
+
+def iter_job_rows(service_id: str, upload_id: str) -> Iterator[tuple]:
+    """A job's stored rows in row order (id, job_id, row number, to, template id, type),
+    through a server-side cursor: memory holds ``STREAM_ROWS`` rows whatever the job's size."""
+    with connection() as conn, conn.cursor(name=f"job_rows_{upload_id[:8]}") as cursor:
+        cursor.itersize = STREAM_ROWS
+        cursor.execute(JOB_ROWS, (upload_id, service_id))
+        yield from cursor
+
+
+def job_has_rows(service_id: str, upload_id: str) -> bool:
+    with connection() as conn:
+        return conn.execute(JOB_EXISTS, (upload_id, service_id)).fetchone() is not None

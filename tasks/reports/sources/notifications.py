@@ -8,6 +8,10 @@ type come from the stored row when it has them, else from the job (once per uplo
 
 HSCAN returns rows in hash order, not row order: sort the CSV if order matters (it holds
 ``row_number``). Memory holds one HSCAN page.
+
+With ``NOTIFY_DATABASE_URL`` set the rows come from the ``notifications`` table instead, in row
+order, through a server-side cursor (memory flat whatever the job's size); an upload whose Redis
+state has expired is still reported when the table holds rows of it for this service.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from storage.errors import InvalidInput
 from tasks.reports.params import only, uuid_param
 from tasks.reports.sources import csv_jobs
+from worker.runtime.database import database_enabled
 from worker.runtime.redis_state import get_redis, key
 
 logger = logging.getLogger(__name__)
@@ -51,6 +56,10 @@ def source(service_id: str, params: Mapping[str, Any]) -> tuple[tuple[str, ...],
     if upload_id is None:
         return COLUMNS, _service_rows(service_id)
     template = _job_template(service_id, upload_id)
+    if template is None and database_enabled():
+        from tasks.csv_batches.store.postgres import job_has_rows
+
+        template = ("", "") if job_has_rows(service_id, upload_id) else None
     if template is None:
         raise InvalidInput(
             f"No upload {upload_id} for service {service_id}: nothing to report.",
@@ -90,6 +99,12 @@ def _job_template(service_id: str, upload_id: str) -> tuple[str, str] | None:
 
 
 def _upload_rows(service_id: str, upload_id: str, template: tuple[str, str]) -> Iterator[list]:
+    if database_enabled():
+        from tasks.csv_batches.store.postgres import iter_job_rows
+
+        for row in iter_job_rows(service_id, upload_id):
+            yield list(row)
+        return
     redis = get_redis()
     skipped = 0
     for _, raw in redis.hscan_iter(notifications_key(upload_id), count=SCAN_COUNT):
