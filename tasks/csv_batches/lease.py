@@ -11,9 +11,12 @@ the job runs, the holder calls
 * ``confirm()``: refreshes the lease now, before writing the job's ending.
 
 Refreshing is due several times per ``NOTIFY_JOB_STALE_SECONDS`` (every ``min(5 s, stale / 4)``),
-so one slow batch never looks like a dead job, and Redis is not touched on every row. A lease
-that expired is taken back if nobody else took it; otherwise ``LeaseLost`` is raised and the
-runner stops without writing anything more.
+so one slow batch never looks like a dead job, and Redis is not touched on every row. Progress
+is written only while the lease is ours (one script checks and writes). A lease that expired
+is taken back only if nobody has run the job since (the job hash still names this runner);
+otherwise ``LeaseLost`` is raised and the runner stops without writing anything more: a worker
+cut off from Redis for longer than the stale period finds, when it comes back, that the job
+is someone else's.
 """
 
 from __future__ import annotations
@@ -80,33 +83,39 @@ class JobLease:
         return time.monotonic() >= self._next
 
     def record(self, progress: Progress) -> None:
-        """Write the pass's progress (with the heartbeat); refresh the lease when due."""
+        """Write the pass's progress (with the heartbeat) while we hold the lease; refresh the
+        lease when due."""
         prefix = self.progress_prefix
-        st.update(
-            self.upload_id,
-            {
-                prefix + "checkpoint": progress.checkpoint,
-                prefix + "dispatched": progress.dispatched,
-                prefix + "invalid": progress.invalid,
-            },
-        )
-        if self.due():
+        fields = {
+            prefix + "checkpoint": progress.checkpoint,
+            prefix + "dispatched": progress.dispatched,
+            prefix + "invalid": progress.invalid,
+        }
+        if not st.update_if_holder(self.upload_id, self.token, fields):
+            self._refresh()  # expired: take it back if still ours to take, else LeaseLost
+            st.update_if_holder(self.upload_id, self.token, fields)
+        elif self.due():
             self._refresh()
 
     def keep_alive(self) -> None:
         """Refresh the lease and the heartbeat if it is time."""
         if self.due():
             self._refresh()
-            st.update(self.upload_id, {})
+            st.update_if_holder(self.upload_id, self.token, {})
+
+    def _take_back(self) -> bool:
+        """An expired lease is ours again only if nobody started the job since: the job hash
+        still names our token as its runner (a re-send pass never takes one back)."""
+        if self.progress_prefix:
+            return False
+        return st.take_back_lease(self.upload_id, self.token, self.ttl)
 
     def confirm(self) -> None:
         """Refresh the lease now; ``LeaseLost`` if another runner has the job."""
         self._refresh()
 
     def _refresh(self) -> None:
-        if not st.refresh_lease(self.upload_id, self.token, self.ttl) and not st.acquire_lease(
-            self.upload_id, self.token, self.ttl
-        ):
+        if not st.refresh_lease(self.upload_id, self.token, self.ttl) and not self._take_back():
             raise LeaseLost(self.upload_id)
         if self.on_refresh is not None:
             self.on_refresh()

@@ -528,6 +528,43 @@ def lease_holder(upload_id: str) -> str | None:
     return get_redis().get(lease_key(upload_id))
 
 
+# Write only while holding the lease: a runner cut off from Redis for longer than the lease
+# must not overwrite, when it comes back, what the runner that took over has written.
+_UPDATE_IF_HOLDER = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+# Take an expired lease back only if nobody has started the job since (its hash still names us
+# as the runner and it is still running); else the job is someone else's now.
+_TAKE_BACK = """
+if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[1]
+   or redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+  return 0
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
+
+
+def update_if_holder(upload_id: str, token: str, fields: Mapping[str, Any]) -> bool:
+    """``update`` (fields with a heartbeat), only if ``token`` holds the job's lease."""
+    values = _mapping({**fields, "heartbeat": time.time(), "updated_at": now_iso()})
+    flat = [item for pair in values.items() for item in pair]
+    keys = (job_key(upload_id), lease_key(upload_id))
+    return bool(get_redis().eval(_UPDATE_IF_HOLDER, 2, *keys, token, *flat))
+
+
+def take_back_lease(upload_id: str, token: str, ttl: int) -> bool:
+    """Re-take our expired lease if the job is still running under our token."""
+    keys = (job_key(upload_id), lease_key(upload_id))
+    return bool(get_redis().eval(_TAKE_BACK, 2, *keys, token, max(int(ttl), 1)))
+
+
 # --- scheduling claims (atomic) --------------------------------------------------------------
 
 # Release a due job: only the caller whose ZREM removes it, and only from "scheduled".

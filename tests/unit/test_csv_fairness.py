@@ -135,14 +135,14 @@ def test_a_job_beyond_the_allowance_is_deferred_before_anything_happens(env, mon
 def test_a_normal_lane_run_holds_its_slot_while_it_runs_and_gives_it_back(env, monkeypatch):
     upload_id = upload(env, csv_text(["phone number", "name"], sms_rows(1500)))
     seen: list[int] = []
-    real_update = st.update
+    real_update = st.update_if_holder
 
-    def watching_update(upload: str, fields: dict) -> None:
+    def watching_update(upload: str, token: str, fields: dict) -> bool:
         if "checkpoint" in fields:
             seen.append(fairness.jobs_in_flight(SERVICE_ID))
-        real_update(upload, fields)
+        return real_update(upload, token, fields)
 
-    monkeypatch.setattr(st, "update", watching_update)
+    monkeypatch.setattr(st, "update_if_holder", watching_update)
     app = FakeApp()
     result = processing.process_job(make_spec(upload_id), app=app, queue="csv-batches")
     assert result["status"] == "ok"

@@ -367,21 +367,21 @@ def test_a_crash_mid_dispatch_resumes_after_the_checkpoint(env):
 def test_a_crash_between_publish_and_checkpoint_only_repeats_one_batch(env, monkeypatch):
     rows = sms_rows(3000)
     upload_id = upload(env, csv_text(["phone number", "name"], rows))
-    real_update = st.update
+    real_update = st.update_if_holder
     calls = {"n": 0}
 
-    def crash_on_second_checkpoint(upload, fields):
+    def crash_on_second_checkpoint(upload, token, fields):
         if "checkpoint" in fields:
             calls["n"] += 1
             if calls["n"] == 2:
                 raise SimulatedCrash("after publish, before checkpoint")
-        real_update(upload, fields)
+        return real_update(upload, token, fields)
 
-    monkeypatch.setattr(st, "update", crash_on_second_checkpoint)
+    monkeypatch.setattr(st, "update_if_holder", crash_on_second_checkpoint)
     first = FakeApp()
     with pytest.raises(SimulatedCrash):
         run(upload_id, first)
-    monkeypatch.setattr(st, "update", real_update)
+    monkeypatch.setattr(st, "update_if_holder", real_update)
     second = FakeApp()
     run(upload_id, second)
     assert second.rows()[0]["row_number"] == 1001  # batch 2 again, then 3
