@@ -15,7 +15,6 @@ buckets without a reference check): the sweep then lists nothing.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +38,7 @@ from storage.listing import ListedObject
 from storage.objects import ObjectInfo, head
 from storage.settings import env_int
 from tasks.cleanup.reference import ReferenceCheck, load_reference_check
+from tasks.csv_batches import state as csv_state
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,9 @@ class TempLogoPolicy(Policy):
     retention_days: int = 7
 
     def judge(self, obj: ListedObject) -> Verdict:
+        # The name alone says temporary: the delete-after-7-days tag is not read (a listing has
+        # no tags), so both spellings the admin app may write ("true", and "True" from a URL-
+        # encoded Python bool) are swept alike, as the bucket's two lifecycle rules expire them.
         # Temporary logos live at the root (email) or under letters/ (letter logos).
         placed = "/" not in obj.key or obj.key.startswith("letters/")
         if not (placed and keyspace.is_temporary_logo(obj.key)):
@@ -377,27 +380,8 @@ def retention_days(bucket: BucketSpec, environ: Mapping[str, str]) -> int:
 
 
 def load_csv_state() -> CsvJobState:
-    """The CSV workflow's Redis state API. Refusing to sweep CSV files without it is safer
-    than guessing that nothing is pending."""
-    try:
-        state = importlib.import_module("tasks.csv_batches.state")
-    except ImportError as error:
-        raise _no_csv_state(str(error)) from None
-    pending = getattr(state, "pending_uploads", None)
-    if pending is None:
-        raise _no_csv_state("pending_uploads is missing")
-    # Without the sentinel API, treat the state as possibly incomplete: HEAD the candidates.
-    complete = getattr(state, "sentinel_present", None) or (lambda: False)
-    return CsvJobState(pending=pending, complete=complete)
-
-
-def _no_csv_state(why: str) -> ConfigurationError:
-    return ConfigurationError(
-        "Cannot sweep CSV files: the CSV job state API (tasks.csv_batches.state."
-        f"pending_uploads) is not available ({why}), so scheduled and running jobs cannot "
-        "be protected. Nothing was deleted.",
-        code="csv_state_unavailable",
-    )
+    """The CSV workflow's Redis state, as cleanup reads it."""
+    return CsvJobState(pending=csv_state.pending_uploads, complete=csv_state.sentinel_present)
 
 
 def csv_verify_mode(environ: Mapping[str, str]) -> str:

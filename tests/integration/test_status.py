@@ -4,8 +4,6 @@ read from a real Redis broker (a database of its own, so no test worker consumes
 from __future__ import annotations
 
 import json
-import sys
-import types
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -69,14 +67,9 @@ def record_dead_letter(task_id: str) -> None:
 def fake_jobs(monkeypatch):
     """A jobs summary from the CSV workflow's state module (faked: counts are its business)."""
     summary = {"running": 2, "queued": 1, "scheduled": 3, "stuck": 1}
-    module = sys.modules.get("tasks.csv_batches.state")
-    if module is None:
-        try:
-            import tasks.csv_batches.state as module
-        except ImportError:
-            module = types.ModuleType("tasks.csv_batches.state")
-            monkeypatch.setitem(sys.modules, "tasks.csv_batches.state", module)
-    monkeypatch.setattr(module, "status_summary", lambda: summary, raising=False)
+    from tasks.csv_batches import state
+
+    monkeypatch.setattr(state, "status_summary", lambda: summary)
     return summary
 
 
@@ -118,19 +111,7 @@ def test_status_text_output(broker, fake_jobs):
     assert "dead letters: 0" in out
 
 
-def test_no_jobs_section_without_the_csv_state_module(broker, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tasks.csv_batches.state", None)  # import fails
-    status = json.loads(invoke("status", "--json").output)
-    assert "jobs" not in status
-    assert status["deadletters"] == 0
-
-
-def test_the_real_jobs_summary_when_present(broker):
-    pytest.importorskip("tasks.csv_batches.state")
-    from tasks.csv_batches import state
-
-    if not hasattr(state, "status_summary"):
-        pytest.skip("the CSV workflow has no status_summary yet")
+def test_the_real_jobs_summary(broker):
     status = json.loads(invoke("status", "--json").output)
     assert set(status["jobs"]) >= {"running", "scheduled", "stuck"}
 

@@ -169,14 +169,6 @@ def test_csv_policy_uses_per_service_retention():
     assert policy.judge(obj("stray-file.txt", 10)) == (True, "expired")
 
 
-def test_csv_policy_refuses_without_the_csv_state_api(monkeypatch):
-    # None in sys.modules makes the import fail, as when the module does not exist.
-    monkeypatch.setitem(sys.modules, "tasks.csv_batches.state", None)
-    with pytest.raises(ConfigurationError) as caught:
-        build("csv-upload")
-    assert caught.value.code == "csv_state_unavailable"
-
-
 def test_csv_verify_mode():
     assert build("csv-upload", jobs=JOBS).verify == "auto"
     always = build("csv-upload", jobs=JOBS, environ={"NOTIFY_CLEANUP_CSV_VERIFY": "Always"})

@@ -13,7 +13,6 @@ Exit status: 0 all done; 1 some item failed (listed); 2 bad input (nothing was r
 from __future__ import annotations
 
 import functools
-import importlib
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import Any
 
 import click
 
-from storage.errors import InvalidInput, NotifyError
+from storage.errors import InvalidInput
 from worker.backfill.framework import (
     DEFAULT_STATE_DIR,
     BackfillItem,
@@ -34,24 +33,6 @@ from worker.cli.output import console, err_console, print_json
 from worker.runtime import queues
 
 EXIT_BAD_INPUT = 2
-
-
-def _core(module: str, name: str, what: str) -> Callable[..., Any]:
-    """A workflow's core function, or a clear error while that workflow is not there yet."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as error:
-        if error.name and module.startswith(error.name):
-            raise NotifyError(
-                f"backfill {what} is not available yet: {module} is missing.",
-                code="not_available",
-            ) from None
-        raise
-    except AttributeError:
-        raise NotifyError(
-            f"backfill {what} is not available yet: {module}.{name} is missing.",
-            code="not_available",
-        ) from None
 
 
 def framework_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -184,16 +165,15 @@ def backfill_letters(file: Path, run: dict[str, Any]) -> None:
     come from FILE, one object a line: {"service_id", "upload_id", "reference", "postage",
     "created_at", "backup"?}. The whole file is checked first; a bad line stops everything.
     """
-    check = _core("tasks.letters.backfill", "check_letter_file", "letters")
-    iter_jobs = _core("tasks.letters.backfill", "iter_letter_jobs", "letters")
-    handler = _core("tasks.letters.backfill", "run_letter_job", "letters")
-    good, bad = check(file)
+    from tasks.letters.backfill import check_letter_file, iter_letter_jobs, run_letter_job
+
+    good, bad = check_letter_file(file)
     _refuse_bad_lines(file, good, list(bad))
     _execute(
-        iter_jobs(file),
+        iter_letter_jobs(file),
         name="letters",
         args=_file_args(file),
-        handler=handler,
+        handler=run_letter_job,
         task_name=queues.LETTERS_MOVE_TRANSIENT,
         run=run,
         total=good,
@@ -243,9 +223,9 @@ def backfill_reports(
     a rerun finds the reports it made instead of making new ones.
     """
     from tasks.reports import backfill as report_sources
+    from tasks.reports.generate import generate_report
     from worker.runtime import backfill_items as sources
 
-    handler = _core("tasks.reports.generate", "generate_report", "reports")
     if file is not None:
         if kinds or service_ids or param_pairs:
             raise click.UsageError("give --file, or --kind and --service-id, not both")
@@ -275,7 +255,7 @@ def backfill_reports(
         items,
         name="reports",
         args=args,
-        handler=lambda kwargs: handler(**kwargs),
+        handler=lambda kwargs: generate_report(**kwargs),
         task_name=queues.REPORTS_GENERATE,
         run=run,
         total=total,
@@ -308,9 +288,9 @@ def backfill_cleanup(
     """
     from storage.buckets import spec
     from storage.keys import isoformat, parse_timestamp
+    from tasks.cleanup.sweep import sweep
     from worker.runtime.beat import cleanup_purposes
 
-    sweep = _core("tasks.cleanup.sweep", "sweep", "cleanup")
     purposes = list(dict.fromkeys(buckets)) or cleanup_purposes()
     try:
         for purpose in purposes:
@@ -402,15 +382,14 @@ def backfill_csv(
     """
     from storage.keys import require_uuid
     from tasks.csv_batches import backfill as csv_sources
+    from tasks.csv_batches.processing import process_job
+    from tasks.csv_batches.spec import JobSpec
     from worker.runtime import backfill_items as sources
     from worker.runtime.app import app
 
-    process_job = _core("tasks.csv_batches.processing", "process_job", "csv")
-    job_spec = _core("tasks.csv_batches.spec", "JobSpec", "csv")
-
     def handler(kwargs: dict[str, Any]) -> Mapping[str, Any]:
         scheduled_for = kwargs.pop("scheduled_for", None)
-        return process_job(job_spec.from_kwargs(**kwargs), scheduled_for=scheduled_for, app=app)
+        return process_job(JobSpec.from_kwargs(**kwargs), scheduled_for=scheduled_for, app=app)
 
     try:
         for service_id in service_ids:

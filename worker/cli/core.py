@@ -138,12 +138,9 @@ def gather_status() -> dict[str, Any]:
             f"{redis_urls.describe_error(target, error)}",
             code="redis_unreachable",
         ) from None
-    try:
-        from tasks.csv_batches.state import status_summary
-    except ImportError:
-        status_summary = None
-    if status_summary is not None:
-        status["jobs"] = status_summary()
+    from tasks.csv_batches.state import status_summary
+
+    status["jobs"] = status_summary()
     return status
 
 
