@@ -31,7 +31,16 @@ def queue_prefix(environ: Mapping[str, str] | None = None) -> str:
     return prefix
 
 
-PREFIX = queue_prefix()
+def _prefix_at_import() -> str:
+    try:
+        return queue_prefix()
+    except ConfigurationError:
+        # Reported where the settings are read (WorkerSettings checks the prefix too), so the
+        # command line and the worker say so clearly instead of failing on an import.
+        return ""
+
+
+PREFIX = _prefix_at_import()
 
 
 def prefixed(name: str, prefix: str | None = None) -> str:
