@@ -2,26 +2,28 @@
 
 Job size alone (the bulk lanes for big jobs) does not stop one service that sends many
 mid-sized jobs at once from filling ``csv-batches`` — and, through their batches, the sink
-queue — ahead of every other service. So each service has a small allowance of jobs in flight
-on the normal lane (``NOTIFY_SERVICE_BURST_JOBS``, default 2):
+queue — ahead of every other service. A worker only sees a job when it takes it from the
+queue, and takes them one at a time, so what is counted is a service's recent use of the
+normal lane: ``notify:service:{service_id}:slots``, a sorted set of upload ids scored by when
+each job started, was last refreshed (with its lease, while it runs) or ended.
 
-* a job taken from a normal-lane queue (any queue without the ``-bulk`` suffix) first claims
-  one of its service's slots: ``notify:service:{service_id}:slots``, a sorted set of upload
-  ids scored by their last refresh. Claim, trim and count are one Lua script, so concurrent
-  workers never give out more slots than the allowance;
-* a job that finds its service's slots all taken is not run there: the task hands it over to
-  the bulk lane of its queue (``csv-batches-bulk``) with Celery's ``Task.replace`` (same task
-  id, so the web app's result handle still gets the job's result), which takes milliseconds.
-  A job on a bulk lane also sends its batches to the bulk lane of the sink queue. Other
-  services' jobs behind the burst therefore wait for at most the allowance's jobs, not the
-  whole burst, and their batches are not queued behind the burst's batches either. kombu's
-  Redis transport serves a worker's queues in rotation, so the bulk lane keeps moving too;
-* the slot is given back when the run ends, refreshed with the job's lease, and dropped by
-  the next claim once it is older than ``NOTIFY_JOB_STALE_SECONDS`` (a worker that died does not
-  keep it). The key expires too.
+* A job taken from a normal-lane queue (any queue without the ``-bulk`` suffix) claims a slot:
+  one Lua script drops entries older than ``NOTIFY_SERVICE_BURST_SECONDS`` (default 10), then
+  grants the slot if the job has one already, if the service has fewer than
+  ``NOTIFY_SERVICE_BURST_JOBS`` (default 2) entries, or if nothing else waits in the queue
+  (nobody to be unfair to). Concurrent workers never grant more than that.
+* Otherwise the job is not run there: the task hands it over to the bulk lane of its queue
+  (``csv-batches-bulk``) with Celery's ``Task.replace`` (same task id, so the web app's result
+  handle gets the job's result), which takes milliseconds. A job on a bulk lane also sends its
+  batches to the bulk lane of the sink queue. So another service's job behind the burst waits
+  for the burst's allowance, not the whole burst, and its batches do not wait behind the
+  burst's batches either.
+* Bulk lanes keep moving: kombu's Redis transport serves a worker's queues in rotation, and a
+  deployment that gives the bulk lanes their own workers (docs/operations.md) serves them apart.
 
 Idempotent under redelivery: the member is the upload id, so a job delivered again (or resumed)
 finds its own slot and counts once; a job already moved to the bulk lane is never moved again.
+A worker that dies leaves an entry that simply ages out; the key expires too.
 """
 
 from __future__ import annotations
@@ -32,18 +34,38 @@ from worker.runtime.queues import BULK_SUFFIX, bulk_queue
 from worker.runtime.redis_state import get_redis, key
 from worker.runtime.settings import get_worker_settings
 
-# KEYS[1] slots; ARGV: upload_id, now, stale seconds, allowance, key TTL.
-# 1: the job holds a slot (new, or its own already); 0: the service's slots are all taken.
+# KEYS[1] the service's slots, KEYS[2..] the job queue's lists (one per message priority);
+# ARGV: upload_id, now, window seconds, allowance, key TTL.
+# 1: the job holds a slot (its own already, a free one, or nobody waits); 0: go bulk.
 _CLAIM = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
-if redis.call('ZSCORE', KEYS[1], ARGV[1])
-   or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
+local granted = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4])
+if not granted then
+  granted = true
+  for i = 2, #KEYS do
+    if redis.call('LLEN', KEYS[i]) > 0 then
+      granted = false
+      break
+    end
+  end
+end
+if granted then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   return 1
 end
 return 0
 """
+# kombu's Redis transport keeps one list per priority step: the queue's name for priority 0,
+# "{queue}\x06\x16{n}" for the others (kombu.transport.redis PRIORITY_STEPS, sep).
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+# kombu's Redis transport fetches every queue's priority-0 messages (the default) before any
+# queue's lower-priority ones: a worker drains the rest of a burst from the normal lane, each
+# in milliseconds, before it runs the jobs it moved.
+DEFERRED_PRIORITY = 9
 
 
 class Deferred(Exception):
@@ -71,34 +93,38 @@ def on_normal_lane(queue: str | None) -> bool:
 def claim_slot(service_id: str, upload_id: str, queue: str) -> None:
     """Hold one of the service's normal-lane slots, or raise ``Deferred`` with the bulk lane."""
     settings = get_worker_settings()
-    stale = settings.job_stale_seconds
+    window = settings.service_burst_seconds
+    keys = [slots_key(service_id), *(queue + suffix for suffix in _PRIORITY_SUFFIXES)]
     claimed = get_redis().eval(
         _CLAIM,
-        1,
-        slots_key(service_id),
+        len(keys),
+        *keys,
         upload_id,
         repr(time.time()),
-        stale,
+        window,
         settings.service_burst_jobs,
-        2 * stale,
+        _key_ttl(window),
     )
     if not claimed:
         raise Deferred(bulk_queue(queue))
 
 
-def refresh_slot(service_id: str, upload_id: str) -> None:
-    """Keep a running job's slot fresh (with its lease), so it is not taken as abandoned."""
-    stale = get_worker_settings().job_stale_seconds
+def touch_slot(service_id: str, upload_id: str) -> None:
+    """A job holding a slot is still running, or has just ended: it counts from now on for
+    another window (never adds a job that holds no slot)."""
+    window = get_worker_settings().service_burst_seconds
     with get_redis().pipeline(transaction=False) as pipe:
         pipe.zadd(slots_key(service_id), {upload_id: time.time()}, xx=True)
-        pipe.expire(slots_key(service_id), 2 * stale)
+        pipe.expire(slots_key(service_id), _key_ttl(window))
         pipe.execute()
 
 
-def release_slot(service_id: str, upload_id: str) -> None:
-    get_redis().zrem(slots_key(service_id), upload_id)
-
-
-def jobs_in_flight(service_id: str) -> int:
-    """The service's normal-lane slots in use (abandoned ones included until trimmed)."""
+def recent_jobs(service_id: str) -> int:
+    """The service's entries: jobs running on the normal lane or started or ended there within
+    the window (older ones until the next claim trims them)."""
     return int(get_redis().zcard(slots_key(service_id)))
+
+
+def _key_ttl(window: int) -> int:
+    # Longer than the window, and than a heartbeat period (a running job's refresh keeps it).
+    return max(2 * window, 60)

@@ -78,13 +78,13 @@ def process_job(
                 return st.load_or_empty(spec.upload_id).skipped("already_running")
             try:
                 if slot:
-                    lease.on_refresh = lambda: fairness.refresh_slot(
+                    lease.on_refresh = lambda: fairness.touch_slot(
                         spec.service_id, spec.upload_id
                     )
                 return _run(spec, lease, app, queue)
             finally:
-                if slot:
-                    fairness.release_slot(spec.service_id, spec.upload_id)
+                if slot:  # it counts for one more window after it ends
+                    fairness.touch_slot(spec.service_id, spec.upload_id)
     except LeaseLost:
         logger.warning("lease lost to another runner; stopping without writing")
         return st.load_or_empty(spec.upload_id).skipped("lease_lost")

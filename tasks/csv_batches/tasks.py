@@ -42,7 +42,9 @@ def process_batch(
         kwargs = spec.task_kwargs()
         if scheduled_for is not None:
             kwargs["scheduled_for"] = scheduled_for
-        return self.replace(self.signature(kwargs=kwargs, queue=deferred.queue))
+        return self.replace(
+            self.signature(kwargs=kwargs, queue=deferred.queue, priority=fairness.DEFERRED_PRIORITY)
+        )
 
 
 @app.task(name=queues.CSV_CANCEL, queue=queues.CSV_BATCHES)

@@ -40,46 +40,62 @@ def new_id() -> str:
 # --- slots ---------------------------------------------------------------------------------------
 
 
-def test_a_service_gets_its_allowance_then_the_bulk_lane(env, monkeypatch):
+@pytest.fixture
+def lane():
+    """A private normal-lane queue with one message waiting in it (another job)."""
+    queue = f"test-fair-{uuid.uuid4().hex[:8]}"
+    st.get_redis().lpush(queue, "another job's message")
+    yield queue
+    st.get_redis().delete(queue, f"{queue}-bulk")
+
+
+def test_a_service_gets_its_allowance_then_the_bulk_lane(env, monkeypatch, lane):
     with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="2"):
         first, second, third = new_id(), new_id(), new_id()
-        fairness.claim_slot(SERVICE_ID, first, "csv-batches")
-        fairness.claim_slot(SERVICE_ID, second, "csv-batches")
+        fairness.claim_slot(SERVICE_ID, first, lane)
+        fairness.claim_slot(SERVICE_ID, second, lane)
         with pytest.raises(fairness.Deferred) as deferred:
-            fairness.claim_slot(SERVICE_ID, third, "csv-batches")
-        assert deferred.value.queue == "csv-batches-bulk"
-        with pytest.raises(fairness.Deferred) as deferred:
-            fairness.claim_slot(SERVICE_ID, third, "test-csv-1234")
-        assert deferred.value.queue == "test-csv-1234-bulk"
+            fairness.claim_slot(SERVICE_ID, third, lane)
+        assert deferred.value.queue == f"{lane}-bulk"
         # Another service is not affected.
-        fairness.claim_slot(OTHER_SERVICE, third, "csv-batches")
+        fairness.claim_slot(OTHER_SERVICE, third, lane)
         # A job claiming again (redelivered, resumed) keeps its slot and counts once.
-        fairness.claim_slot(SERVICE_ID, first, "csv-batches")
-        assert fairness.jobs_in_flight(SERVICE_ID) == 2
-        # A slot given back is free for the next job.
-        fairness.release_slot(SERVICE_ID, first)
-        fairness.claim_slot(SERVICE_ID, third, "csv-batches")
-        assert fairness.jobs_in_flight(SERVICE_ID) == 2
-        assert 0 < st.get_redis().ttl(fairness.slots_key(SERVICE_ID)) <= 2 * 300
+        fairness.claim_slot(SERVICE_ID, first, lane)
+        assert fairness.recent_jobs(SERVICE_ID) == 2
+        assert 0 < st.get_redis().ttl(fairness.slots_key(SERVICE_ID)) <= 60
+        # Nothing else waits in the lane: nobody to be unfair to, the job runs there.
+        st.get_redis().delete(lane)
+        fairness.claim_slot(SERVICE_ID, third, lane)
+        assert fairness.recent_jobs(SERVICE_ID) == 3
 
 
-def test_an_abandoned_slot_is_taken_back_after_the_stale_period(env, monkeypatch):
-    with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="1", NOTIFY_JOB_STALE_SECONDS="60"):
-        dead = new_id()
-        fairness.claim_slot(SERVICE_ID, dead, "csv-batches")
+def test_every_priority_list_of_the_lane_counts_as_waiting(env, monkeypatch, lane):
+    with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="1"):
+        fairness.claim_slot(SERVICE_ID, new_id(), lane)
+        st.get_redis().delete(lane)
+        st.get_redis().lpush(lane + "\x06\x169", "a low-priority message")
         with pytest.raises(fairness.Deferred):
-            fairness.claim_slot(SERVICE_ID, new_id(), "csv-batches")
-        # Its worker died 61 s ago: no refresh since.
-        st.get_redis().zadd(fairness.slots_key(SERVICE_ID), {dead: time.time() - 61})
-        fairness.claim_slot(SERVICE_ID, new_id(), "csv-batches")
+            fairness.claim_slot(SERVICE_ID, new_id(), lane)
+        st.get_redis().delete(lane + "\x06\x169")
+
+
+def test_a_job_counts_for_a_window_after_its_last_sign_of_life(env, monkeypatch, lane):
+    with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="1"):
+        earlier = new_id()
+        fairness.claim_slot(SERVICE_ID, earlier, lane)
+        with pytest.raises(fairness.Deferred):
+            fairness.claim_slot(SERVICE_ID, new_id(), lane)
+        # Its last refresh (or its end) was 11 s ago, beyond the 10 s window.
+        st.get_redis().zadd(fairness.slots_key(SERVICE_ID), {earlier: time.time() - 11})
+        fairness.claim_slot(SERVICE_ID, new_id(), lane)
         members = st.get_redis().zrange(fairness.slots_key(SERVICE_ID), 0, -1)
-        assert dead not in members and len(members) == 1
-        # A live job's refresh keeps it (refresh never adds a job that holds no slot).
-        fairness.refresh_slot(SERVICE_ID, dead)
-        assert st.get_redis().zscore(fairness.slots_key(SERVICE_ID), dead) is None
+        assert earlier not in members and len(members) == 1
+        # A refresh never adds a job that holds no slot.
+        fairness.touch_slot(SERVICE_ID, earlier)
+        assert st.get_redis().zscore(fairness.slots_key(SERVICE_ID), earlier) is None
 
 
-def test_concurrent_claims_never_exceed_the_allowance(env, monkeypatch):
+def test_concurrent_claims_never_exceed_the_allowance(env, monkeypatch, lane):
     with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="3"):
         outcomes: list[bool] = []
         barrier = threading.Barrier(12)
@@ -87,7 +103,7 @@ def test_concurrent_claims_never_exceed_the_allowance(env, monkeypatch):
         def claim() -> None:
             barrier.wait()
             try:
-                fairness.claim_slot(SERVICE_ID, new_id(), "csv-batches")
+                fairness.claim_slot(SERVICE_ID, new_id(), lane)
                 outcomes.append(True)
             except fairness.Deferred:
                 outcomes.append(False)
@@ -98,79 +114,78 @@ def test_concurrent_claims_never_exceed_the_allowance(env, monkeypatch):
         for thread in threads:
             thread.join()
         assert outcomes.count(True) == 3 and outcomes.count(False) == 9
-        assert fairness.jobs_in_flight(SERVICE_ID) == 3
+        assert fairness.recent_jobs(SERVICE_ID) == 3
 
 
 def test_lanes():
     assert fairness.on_normal_lane("csv-batches") and not fairness.on_bulk_lane("csv-batches")
-    assert fairness.on_bulk_lane("csv-batches-bulk") and not fairness.on_normal_lane(
-        "csv-batches-bulk"
-    )
+    assert fairness.on_bulk_lane("csv-batches-bulk")
+    assert not fairness.on_normal_lane("csv-batches-bulk")
     assert not fairness.on_normal_lane(None) and not fairness.on_bulk_lane(None)
 
 
 # --- through process_job ------------------------------------------------------------------------
 
 
-def test_a_job_beyond_the_allowance_is_deferred_before_anything_happens(env, monkeypatch):
+def test_a_job_beyond_the_allowance_is_deferred_before_anything_happens(env, monkeypatch, lane):
     busy = upload(env, csv_text(["phone number", "name"], sms_rows(5)))
     waiting = upload(env, csv_text(["phone number", "name"], sms_rows(5)))
     with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="1"):
-        fairness.claim_slot(SERVICE_ID, busy, "csv-batches")  # a job of this service runs
+        fairness.claim_slot(SERVICE_ID, busy, lane)  # a job of this service runs
         app = FakeApp()
         with pytest.raises(fairness.Deferred) as deferred:
-            processing.process_job(make_spec(waiting), app=app, queue="csv-batches")
-        assert deferred.value.queue == "csv-batches-bulk"
+            processing.process_job(make_spec(waiting), app=app, queue=lane)
+        assert deferred.value.queue == f"{lane}-bulk"
         assert app.sent == [] and st.read_job(waiting) is None  # nothing run, nothing recorded
         assert st.lease_holder(waiting) is None
 
         # On the bulk lane it runs, and its batches go to the sink's bulk lane.
-        result = processing.process_job(make_spec(waiting), app=app, queue="csv-batches-bulk")
+        result = processing.process_job(make_spec(waiting), app=app, queue=f"{lane}-bulk")
         assert result["status"] == "ok" and result["rows_dispatched"] == 5
         assert {m["queue"] for m in app.sent} == {"database-tasks-bulk"}
-        assert st.read_job(waiting)["queue"] == "csv-batches-bulk"  # re-drives go there too
-        assert fairness.jobs_in_flight(SERVICE_ID) == 1  # the bulk lane took no slot
+        assert st.read_job(waiting)["queue"] == f"{lane}-bulk"  # re-drives go there too
+        assert fairness.recent_jobs(SERVICE_ID) == 1  # the bulk lane took no slot
 
 
-def test_a_normal_lane_run_holds_its_slot_while_it_runs_and_gives_it_back(env, monkeypatch):
+def test_a_normal_lane_run_holds_its_slot_while_it_runs(env, monkeypatch, lane):
     upload_id = upload(env, csv_text(["phone number", "name"], sms_rows(1500)))
     seen: list[int] = []
     real_update = st.update_if_holder
 
     def watching_update(upload: str, token: str, fields: dict) -> bool:
         if "checkpoint" in fields:
-            seen.append(fairness.jobs_in_flight(SERVICE_ID))
+            seen.append(fairness.recent_jobs(SERVICE_ID))
         return real_update(upload, token, fields)
 
     monkeypatch.setattr(st, "update_if_holder", watching_update)
     app = FakeApp()
-    result = processing.process_job(make_spec(upload_id), app=app, queue="csv-batches")
+    result = processing.process_job(make_spec(upload_id), app=app, queue=lane)
     assert result["status"] == "ok"
     assert seen and set(seen) == {1}
-    assert fairness.jobs_in_flight(SERVICE_ID) == 0
     assert {m["queue"] for m in app.sent} == {"database-tasks"}
-    # Run again (a redelivery after it finished): already done, no slot left behind.
-    again = processing.process_job(make_spec(upload_id), app=app, queue="csv-batches")
-    assert again["reason"] == "already_done" and fairness.jobs_in_flight(SERVICE_ID) == 0
+    # Delivered again after it finished: already done, and still one entry.
+    again = processing.process_job(make_spec(upload_id), app=app, queue=lane)
+    assert again["reason"] == "already_done" and fairness.recent_jobs(SERVICE_ID) == 1
 
 
-def test_a_duplicate_delivery_does_not_free_the_runners_slot(env, monkeypatch):
+def test_a_duplicate_delivery_is_skipped_and_counts_once(env, monkeypatch, lane):
     upload_id = upload(env, csv_text(["phone number", "name"], sms_rows(5)))
     with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="1"):
-        fairness.claim_slot(SERVICE_ID, upload_id, "csv-batches")  # the runner's
+        fairness.claim_slot(SERVICE_ID, upload_id, lane)  # the runner's
         assert st.acquire_lease(upload_id, "the-runner", 60)
-        result = processing.process_job(make_spec(upload_id), app=FakeApp(), queue="csv-batches")
+        result = processing.process_job(make_spec(upload_id), app=FakeApp(), queue=lane)
         assert result["reason"] == "already_running"
-        assert fairness.jobs_in_flight(SERVICE_ID) == 1
+        assert fairness.recent_jobs(SERVICE_ID) == 1
         st.release_lease(upload_id, "the-runner")
 
 
-def test_a_job_run_in_process_takes_no_slot(env, monkeypatch):
+def test_a_job_run_in_process_takes_no_slot(env, monkeypatch, lane):
     upload_id = upload(env, csv_text(["phone number", "name"], sms_rows(5)))
     with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="1"):
-        fairness.claim_slot(SERVICE_ID, new_id(), "csv-batches")
+        fairness.claim_slot(SERVICE_ID, new_id(), lane)
         result = processing.process_job(make_spec(upload_id), app=FakeApp())
         assert result["status"] == "ok"
+        assert fairness.recent_jobs(SERVICE_ID) == 1
 
 
 # --- the job state type and the lease -----------------------------------------------------------

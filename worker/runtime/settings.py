@@ -87,6 +87,7 @@ class WorkerSettings:
     row_sink_task: str
     row_sink_queue: str
     service_burst_jobs: int
+    service_burst_seconds: int
     transient_letter_alert_hours: int
     log_format: str
     log_level: str
@@ -131,8 +132,9 @@ class WorkerSettings:
                 (env.get("NOTIFY_ROW_SINK_QUEUE") or "database-tasks").strip(),
                 queues.queue_prefix(env),
             ),
-            # Jobs one service may have in flight on the normal lane (the rest go bulk).
+            # Jobs one service may start on the normal lane per window while others wait.
             service_burst_jobs=env_int(env, "NOTIFY_SERVICE_BURST_JOBS", 2, minimum=1),
+            service_burst_seconds=env_int(env, "NOTIFY_SERVICE_BURST_SECONDS", 10, minimum=5),
             transient_letter_alert_hours=env_int(
                 env, "NOTIFY_TRANSIENT_LETTER_ALERT_HOURS", 24, minimum=1
             ),
