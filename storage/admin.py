@@ -159,6 +159,14 @@ def plain_http_endpoint(settings: StorageSettings) -> bool:
     return bool(settings.endpoint_url) and urlsplit(settings.endpoint_url).scheme == "http"
 
 
+def versioning_status(name: str, *, client: Any = None) -> str:
+    """``Enabled``, ``Suspended`` or ``""`` (never versioned). On a bucket that is or was
+    versioned, deleting an object leaves a delete marker and keeps its versions."""
+    client = client or get_client()
+    with s3_errors(name):
+        return client.get_bucket_versioning(Bucket=name).get("Status") or ""
+
+
 # --- create: merge, never weaken ----------------------------------------------------------------
 
 
@@ -815,6 +823,8 @@ _BUCKET = (
     "s3:GetLifecycleConfiguration",
     "s3:ListBucket",
     "s3:ListBucketMultipartUploads",
+    # the storage-usage report lists a versioned bucket's versions and delete markers
+    "s3:ListBucketVersions",
 )
 # What the workflows do to the objects of each purpose (docs/storage.md and each workflow's doc).
 _OBJECT_USE: dict[str, tuple[str, ...]] = {

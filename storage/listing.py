@@ -75,3 +75,31 @@ def iter_multipart_uploads(
             return
         params["KeyMarker"] = response.get("NextKeyMarker")
         params["UploadIdMarker"] = response.get("NextUploadIdMarker")
+
+
+@dataclass(frozen=True, slots=True)
+class ListedVersion:
+    """One entry of ListObjectVersions: an object version or a delete marker."""
+
+    key: str
+    size: int  # 0 for a delete marker
+    last_modified: datetime
+    is_latest: bool
+    delete_marker: bool
+
+
+def iter_versions(bucket: str, prefix: str = "", *, client: Any = None) -> Iterator[ListedVersion]:
+    """Every version and delete marker of a (versioned) bucket, one page in memory at a time."""
+    client = client or get_client()
+    params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        with s3_errors(bucket):
+            response = client.list_object_versions(**params)
+        for v in response.get("Versions", []):
+            yield ListedVersion(v["Key"], int(v["Size"]), v["LastModified"], v["IsLatest"], False)
+        for m in response.get("DeleteMarkers", []):
+            yield ListedVersion(m["Key"], 0, m["LastModified"], m["IsLatest"], True)
+        if not response.get("IsTruncated"):
+            return
+        params["KeyMarker"] = response.get("NextKeyMarker")
+        params["VersionIdMarker"] = response.get("NextVersionIdMarker")

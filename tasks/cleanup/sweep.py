@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from storage.admin import versioning_status
 from storage.client import get_client
 from storage.deletes import MAX_KEYS_PER_DELETE, delete_keys
 from storage.errors import InvalidInput, NotifyError, S3NotFound, s3_errors
@@ -75,6 +76,7 @@ class SweepResult:
     stopped_early: bool = False
     policy_stats: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None  # why a skipped sweep was skipped
+    versioning: str | None = None  # the bucket's status, read before the first deletion
     error_code: str | None = None
     error_message: str | None = None
 
@@ -105,6 +107,11 @@ class SweepResult:
         }
         if self.policy_stats:
             result["policy_stats"] = dict(self.policy_stats)
+        if self.versioning:
+            # Deletes on a versioned bucket leave delete markers; the versions stay (until the
+            # bucket's noncurrent-version lifecycle rule expires them).
+            result["versioning"] = self.versioning
+            result["delete_markers"] = True
         for name in ("reason", "error_code", "error_message"):
             value = getattr(self, name)
             if value is not None:
@@ -297,6 +304,9 @@ class _Run:
     def _delete(self, survivors: list[Candidate]) -> list[str]:
         result = self.result
         result.batches += 1
+        if result.versioning is None:  # one request per run that deletes anything
+            result.versioning = versioning_status(self.bucket, client=self.client)
+            self.audit.versioning = result.versioning
         # The log first: a crash after this line leaves logged keys that the rerun re-finds.
         result.audit_logs.append(self.audit.write(result.batches, survivors))
         outcome = delete_keys(

@@ -108,7 +108,8 @@ def test_storage_usage_groups_every_bucket_by_purpose_and_service(s3):
     result = generate_report(new_id(), SERVICE, "storage-usage", {})
     records = read_report(result["key"])
     assert records[0] == [
-        "bucket", "purpose", "service_id", "objects", "bytes", "oldest", "newest"
+        "bucket", "purpose", "service_id", "objects", "bytes", "oldest", "newest",
+        "noncurrent_versions", "noncurrent_bytes", "delete_markers",
     ]  # fmt: skip
     rows = {(r[1], r[2]): r for r in records[1:]}
     assert rows[("csv-upload", a)][:5] == [bucket("csv-upload"), "csv-upload", a, "2", "15"]
@@ -116,7 +117,9 @@ def test_storage_usage_groups_every_bucket_by_purpose_and_service(s3):
     assert rows[("transient-letters", a)][3:5] == ["1", "12"]
     assert rows[("logo", "")][3:5] == ["1", "3"]
     assert rows[("mou", "")][3:5] == ["1", "4"]
-    assert rows[("letters-pdf", "")] == [bucket("letters-pdf"), "letters-pdf", "", "0", "0", "", ""]
+    assert rows[("letters-pdf", "")] == [
+        bucket("letters-pdf"), "letters-pdf", "", "0", "0", "", "", "0", "0", "0"
+    ]  # fmt: skip
     assert {purpose for purpose, _ in rows} == set(get_settings().bucket_names)
     oldest, newest = rows[("csv-upload", a)][5:7]
     assert oldest <= newest and newest.endswith("Z")

@@ -558,6 +558,7 @@ IAM_ACTIONS = {
     "GetBucketVersioning": ("s3:GetBucketVersioning", "bucket"),
     "GetPublicAccessBlock": ("s3:GetBucketPublicAccessBlock", "bucket"),
     "GetBucketPolicy": ("s3:GetBucketPolicy", "bucket"),
+    "ListObjectVersions": ("s3:ListBucketVersions", "bucket"),
 }
 
 

@@ -23,6 +23,7 @@ BUCKET_LEVEL = {
     "s3:GetBucketVersioning",
     "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketPolicy",
+    "s3:ListBucketVersions",  # storage-usage on versioned buckets
 }
 OBJECT_LEVEL = {
     "s3:GetObject",
