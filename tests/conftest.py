@@ -91,6 +91,17 @@ def _reload() -> None:
 
 
 @pytest.fixture
+def private_redis_url() -> Iterator[str]:
+    """A redis-server of the test's own (DB 0, empty): for tests that read whole databases
+    (queue lengths, beat schedules) and so cannot share the session's Redis."""
+    server = start_redis_server()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def redis_client():
     """The project's Redis, with every ``notify:`` key removed before and after the test."""
     from worker.runtime.redis_state import get_redis

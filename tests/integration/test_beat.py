@@ -1,7 +1,7 @@
 """Two ``notify-worker beat`` processes against one Redis: only the lock holder sends, and the
 standby takes over when the holder dies, without a tick ever being sent twice.
 
-The beats use a Redis database of their own, so the real schedule they load (cleanup sweeps
+The beats use a redis-server of their own, so the real schedule they load (cleanup sweeps
 included) never reaches a test worker. A fast entry (every second, to a queue nobody consumes)
 is added through RedBeat's own API while they run; its messages are counted in Redis.
 """
@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -25,20 +24,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LOCK_TIMEOUT = 8  # seconds: how long a dead holder's lock lasts (NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS)
 INTERVAL = 1.0
-BEAT_DB = 10
-
-
-def beat_db_url() -> str:
-    parts = urlsplit(os.environ["REDIS_URL"])
-    return urlunsplit(parts._replace(path=f"/{BEAT_DB}"))
 
 
 class Beat:
-    def __init__(self, tmp_path: Path, number: int) -> None:
+    def __init__(self, tmp_path: Path, number: int, redis_url: str) -> None:
         self.log_path = tmp_path / f"beat-{number}.log"
         env = {
             **os.environ,
-            "REDIS_URL": beat_db_url(),
+            "REDIS_URL": redis_url,
             "NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS": str(LOCK_TIMEOUT),
         }
         with self.log_path.open("wb") as log:
@@ -68,22 +61,20 @@ class Beat:
 
 
 @pytest.fixture
-def beat_redis():
-    """The beats' own database (refused if not empty: never wipe what we did not write)."""
-    client = redis.Redis.from_url(beat_db_url(), decode_responses=True)
-    if client.dbsize():
-        pytest.skip(f"Redis DB {BEAT_DB} is not empty; the beat tests need it to themselves")
+def beat_redis(private_redis_url):
+    """The beats' own Redis (empty, whatever else the session's Redis holds)."""
+    client = redis.Redis.from_url(private_redis_url, decode_responses=True)
     yield client
-    client.flushdb()
+    client.close()
 
 
 @pytest.fixture
-def beats(tmp_path, beat_redis):
+def beats(tmp_path, beat_redis, private_redis_url):
     started: list[Beat] = []
 
     def start(count: int) -> list[Beat]:
         for _ in range(count):
-            started.append(Beat(tmp_path, len(started) + 1))
+            started.append(Beat(tmp_path, len(started) + 1, private_redis_url))
         return started
 
     yield start
@@ -104,15 +95,15 @@ def message_ids(beat_redis, queue: str) -> list[str]:
     return [json.loads(raw)["headers"]["id"] for raw in beat_redis.lrange(queue, 0, -1)]
 
 
-def add_fast_entry(queue: str) -> None:
+def add_fast_entry(queue: str, redis_url: str) -> None:
     from celery import Celery
     from celery.schedules import schedule
     from redbeat import RedBeatSchedulerEntry
 
     from worker.runtime import beat
 
-    app = Celery("beat-test", broker=beat_db_url())
-    app.conf.update(redbeat_redis_url=beat_db_url(), redbeat_key_prefix=beat.KEY_PREFIX)
+    app = Celery("beat-test", broker=redis_url)
+    app.conf.update(redbeat_redis_url=redis_url, redbeat_key_prefix=beat.KEY_PREFIX)
     RedBeatSchedulerEntry(
         "ops-test-tick",
         "notify.test.beat_tick",
@@ -130,7 +121,7 @@ def count_over(beat_redis, queue: str, seconds: float) -> tuple[int, float]:
     return beat_redis.llen(queue) - before, time.monotonic() - started
 
 
-def test_two_beats_send_each_tick_once_and_fail_over(beats, beat_redis):
+def test_two_beats_send_each_tick_once_and_fail_over(beats, beat_redis, private_redis_url):
     queue = f"ops-beat-test-{uuid.uuid4().hex[:8]}"
     first, second = beats(2)
     wait_for(lambda: first.holds_lock or second.holds_lock, 30, "a beat to take the lock")
@@ -140,7 +131,7 @@ def test_two_beats_send_each_tick_once_and_fail_over(beats, beat_redis):
     assert beat_redis.exists("notify:beat:lock")
     assert 0 < beat_redis.ttl("notify:beat:lock") <= LOCK_TIMEOUT
 
-    add_fast_entry(queue)
+    add_fast_entry(queue, private_redis_url)
     wait_for(lambda: beat_redis.llen(queue) > 0, 15, "the first tick")
     sent, window = count_over(beat_redis, queue, 6)
     # One scheduler: about one message a second. Two would send about twice that.

@@ -1,13 +1,12 @@
 """``notify-worker status``: queue lengths, unacked messages, dead letters and the jobs section,
-read from a real Redis broker (a database of its own, so no test worker consumes the messages)."""
+read from a real Redis broker (a redis-server of its own, so no test worker consumes the
+messages and the counts are only this test's)."""
 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
 from celery import Celery
 from kombu import Connection
 
@@ -16,28 +15,18 @@ from worker.runtime import deadletter, queues
 
 pytestmark = pytest.mark.integration
 
-STATUS_DB = 9
-
 
 @pytest.fixture
-def broker(monkeypatch):
-    """Point REDIS_URL at an empty database of the test Redis; yields its URL."""
-    import os
-
+def broker(monkeypatch, private_redis_url):
+    """Point REDIS_URL at an empty Redis of the test's own; yields its URL."""
     from worker.runtime.redis_state import reset_redis
     from worker.runtime.settings import reload_worker_settings
 
-    parts = urlsplit(os.environ["REDIS_URL"])
-    url = urlunsplit(parts._replace(path=f"/{STATUS_DB}"))
-    client = redis.Redis.from_url(url)
-    if client.dbsize():
-        # Never wipe data we did not write (the rig may be using a shared Redis).
-        pytest.skip(f"Redis DB {STATUS_DB} is not empty; the status tests need it to themselves")
+    url = private_redis_url
     monkeypatch.setenv("REDIS_URL", url)
     reload_worker_settings()
     reset_redis()
     yield url
-    client.flushdb()
     monkeypatch.undo()
     reload_worker_settings()
     reset_redis()
