@@ -8,8 +8,8 @@ may pull more lines for quoted newlines. Memory holds one chunk, one record and 
 run-length summary of trailing blank lines, whatever the file's size.
 
 Lines come from blocks of decoded text (``_TEXT_BLOCK`` characters), split in C: the same
-lines, piece for piece, as ``readline(limit)`` would return (``_readline_lines`` keeps that
-reference; tests compare the two). While rows are being read, a block that is plainly simple
+lines, piece for piece, as ``readline(limit)`` would return (tests compare the two on random
+files). While rows are being read, a block that is plainly simple
 (ASCII, no quote, no line break but "\n" and "\r\n", no blank line, shorter than the record
 limit) goes to ``__iter__`` whole, as a list of
 record texts, and is split there in a tight loop: most of a clean file is read that way.
@@ -204,9 +204,6 @@ class CsvReader:
     ``too_many_rows`` as soon as it is exceeded; finishing with no rows raises ``no_rows``.
     """
 
-    # True: lines from ``readline(limit)`` itself, one at a time (the yardstick in tests).
-    reference_lines = False
-
     def __init__(self, body: BinaryIO | Any, *, max_rows: int) -> None:
         self.max_rows = max_rows
         buffered = io.BufferedReader(_ByteGuard(body), buffer_size=_READ_CHUNK)
@@ -385,7 +382,7 @@ class CsvReader:
         from simple blocks (see ``_block_lines``).
         """
         limit = _LINE_LIMIT
-        source = self._readline_lines(limit) if self.reference_lines else self._block_lines(limit)
+        source = self._block_lines(limit)
         strip_set = _STRIP_SET
         held: str | None = None  # the last content line, not handed over yet
         # Blank lines seen after ``held``, as [line, repeat count] runs.
@@ -515,14 +512,6 @@ class CsvReader:
                 yield pieces
         if carry:
             yield [carry]
-
-    def _readline_lines(self, limit: int) -> Iterator[list[str]]:
-        """The reference for ``_block_lines``: ``readline(limit)`` itself, line by line."""
-        readline = self._text.readline
-        line = readline(limit)
-        while line:
-            yield [line]
-            line = readline(limit)
 
     def _check_length(self, line: str, limit: int) -> None:
         if len(line) >= limit and _terminator_length(line) == 0:

@@ -1,8 +1,8 @@
 """The reader's block splitting and its simple-block fast path equal ``readline`` line by line.
 
 ``CsvReader`` splits decoded text in blocks and hands simple blocks to its row loop whole;
-``reference_lines = True`` makes it read with ``readline(limit)`` one line at a time, as it
-did before. On random files full of awkward lines (blank ones, quotes across lines and blocks,
+``tests.csv_reference.ReferenceReader`` reads with ``readline(limit)`` one line at a time, as
+it did before. On random files full of awkward lines (blank ones, quotes across lines and blocks,
 every line break, non-ASCII, over-long lines with a small record limit), with small blocks so
 every boundary is crossed, both must give the same header and rows, or the same error.
 """
@@ -17,6 +17,7 @@ import pytest
 from tasks.csv_batches import reader as reader_module
 from tasks.csv_batches.reader import CsvReader
 from tasks.csv_batches.validation.columns import FileError
+from tests.csv_reference import ReferenceReader as _ReferenceReader
 
 
 class _Body(io.RawIOBase):
@@ -31,10 +32,6 @@ class _Body(io.RawIOBase):
         piece = self._data.read(min(len(buffer), self._chunk))
         buffer[: len(piece)] = piece
         return len(piece)
-
-
-class _ReferenceReader(CsvReader):
-    reference_lines = True
 
 
 def _outcome(cls: type[CsvReader], data: bytes, chunk: int, max_rows: int):

@@ -25,9 +25,9 @@ from tasks.csv_batches.validation.recipients import (
     validate_address,
     validate_email,
     validate_sms,
-    validate_sms_reference,
     validate_sms_slow,
 )
+from tests.csv_reference import validate_sms_reference
 
 CORPUS_PATH = Path(__file__).resolve().parent.parent / "data" / "recipients.jsonl"
 CORPUS = [json.loads(line) for line in CORPUS_PATH.read_text(encoding="utf-8").splitlines()]

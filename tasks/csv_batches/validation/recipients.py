@@ -10,8 +10,8 @@ in ``tests/data/recipients.jsonl`` pins them down.  Three things here exist only
   never reach ``phonenumbers.parse`` (50-150 µs each here).  Anything it is not sure about
   returns ``None`` and the caller falls through to the phonenumbers path;
 * ``validate_sms_slow`` is the documented procedure minus provably redundant phonenumbers calls.
-  ``validate_sms_reference`` keeps the literal procedure as the yardstick: tests run all
-  three over the corpus and a generated set and assert identical results.
+  The tests keep the literal procedure as the yardstick (``tests/csv_reference.py``) and
+  assert identical results on the corpus and a generated set.
 
 Email hosts repeat within a file, so their checks are cached.
 """
@@ -41,7 +41,6 @@ __all__ = [
     "validate_address",
     "validate_email",
     "validate_sms",
-    "validate_sms_reference",
     "validate_sms_slow",
 ]
 
@@ -157,39 +156,6 @@ _POSSIBILITY_CODES = {
 _TV_NUMBER = re.compile(r"7700\d")
 
 
-def _reference_attempt(value: str) -> tuple[str | None, phonenumbers.PhoneNumber | None]:
-    """Steps 1-3 of the SMS rules (docs/validation.md) on one spelling, literally.
-
-    Returns (code, None) or (None, number).
-    """
-    if not _ALLOWED_SMS_CHARS.issuperset(value):
-        return "unknown_character", None
-    if value == "":
-        return "too_short", None
-    try:
-        number = phonenumbers.parse(value, "GB")
-    except phonenumbers.NumberParseException:
-        return "invalid_number", None
-    reason = phonenumbers.is_possible_number_with_reason(number)
-    if reason != ValidationResult.IS_POSSIBLE:
-        # Spreadsheets drop a leading '+': retry the raw value as an international number.
-        forced = None
-        try:
-            candidate = phonenumbers.parse("+" + value)
-        except phonenumbers.NumberParseException:
-            candidate = None
-        if candidate is not None and phonenumbers.is_possible_number(candidate):
-            forced = candidate
-        if forced is None:
-            return _POSSIBILITY_CODES.get(reason, "invalid_number"), None
-        number = forced
-    if not (
-        phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in _ALLOWED_TYPES
-    ) and not _TV_NUMBER.match(str(number.national_number)):
-        return "invalid_number", None
-    return None, number
-
-
 def _thoroughly_normalise(value: str) -> str:
     """The second-chance spelling: no '+', no leading zeros, non-ASCII as '?'."""
     value = value.replace("+", "").lstrip("0")
@@ -198,43 +164,12 @@ def _thoroughly_normalise(value: str) -> str:
     return value
 
 
-def validate_sms_reference(
-    value: str, *, allow_international: bool = False, allow_uk_landline: bool = False
-) -> RecipientResult:
-    """The SMS rules of docs/validation.md with phonenumbers, step by step and unoptimised.
-
-    The yardstick for the optimised paths (tests compare them on the corpus and on generated
-    numbers); too slow for production use.
-    """
-    value = clean_cell(value)
-    if not value:
-        return _FAIL["missing"]
-    code, number = _reference_attempt(value)
-    if code is not None:
-        code, number = _reference_attempt(_thoroughly_normalise(value))
-        if code is not None:
-            return _FAIL[code]
-    assert number is not None
-    country_code = number.country_code
-    if not allow_international and country_code != _UK_COUNTRY_CODE:
-        return _FAIL["not_a_uk_mobile"]
-    if (
-        country_code == _UK_COUNTRY_CODE
-        and not allow_uk_landline
-        and phonenumbers.number_type(number) in _UK_LANDLINE_TYPES
-    ):
-        return _FAIL["not_a_uk_mobile"]
-    if country_code not in SUPPORTED_COUNTRY_CODES:
-        return _FAIL["unsupported_country_code"]
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return RecipientResult(True, e164[1:], None, None)
-
-
 _FIRST_DIGIT = re.compile(r"[0-9]")
 
 
 def _attempt(value: str) -> tuple[str | None, phonenumbers.PhoneNumber | None, int]:
-    """``_reference_attempt`` without its redundant work; also returns the number type.
+    """The documented steps on one spelling, without their redundant work; also returns the
+    number type (the literal steps are the tests' yardstick: ``tests/csv_reference.py``).
 
     * ``is_valid_number(n) and number_type(n) in allowed`` is ``number_type(n) in allowed``:
       both resolve the same region and type, and UNKNOWN is not allowed.
