@@ -157,6 +157,7 @@ class Demo:
         self.console.print(f"[dim]{title}: {time.monotonic() - started:.1f}s[/]")
 
     def run(self) -> DemoReport:
+        self.step("Notification store", self.notification_store)
         self.step("Sample data", self.sample_data)
         self.step("CSV batches", self.csv_batches)
         self.step("Transient letters", self.letters)
@@ -165,6 +166,26 @@ class Demo:
         return self.report
 
     # --- steps -----------------------------------------------------------------------------
+
+    def notification_store(self) -> None:
+        """PostgreSQL when NOTIFY_DATABASE_URL is set (its schema brought up to date first),
+        else the Redis hash; the summary says which the rows went to."""
+        from worker.runtime.database import get_database_settings
+
+        settings = get_database_settings()
+        if settings is None:
+            self.store_name = "Redis hash notify:notifications:{upload_id}"
+            self.console.print("rows go to the Redis hash (NOTIFY_DATABASE_URL is not set)")
+        else:
+            from tasks.csv_batches.store.schema import upgrade
+
+            result = upgrade(settings)
+            self.store_name = f"PostgreSQL table notifications at {settings.where}"
+            self.console.print(
+                f"rows go to PostgreSQL at {settings.where} (schema "
+                f"{result.before or 'none'} -> {result.after})"
+            )
+        self.report.add("notification store", self.store_name)
 
     def sample_data(self) -> None:
         sms = [f"{_phone(self.rng, i)},Person {i}" for i in range(1, CSV_ROWS + 1)]
@@ -244,6 +265,19 @@ class Demo:
             )
         progress_state = self.client.job_progress(self.sms_upload) or {}
         self.console.print(f"SMS job progress (from Redis, no S3 call): {progress_state}")
+        from tasks.csv_batches.store import notification_store
+
+        store = notification_store()
+        for label, upload_id, result in (
+            ("SMS job", self.sms_upload, sms),
+            ("contact list job", self.list_upload, contacts),
+        ):
+            stored = store.stored_count(upload_id)
+            self.report.add(f"{label}: rows stored", f"{stored:,} in the {store.name} store")
+            if stored != result.get("rows_dispatched"):
+                self.report.problems.append(
+                    f"{label}: {stored} rows stored, {result.get('rows_dispatched')} dispatched"
+                )
 
     def letters(self) -> None:
         created_at = datetime.now(UTC).replace(microsecond=0)
