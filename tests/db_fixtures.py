@@ -1,6 +1,6 @@
 """A private PostgreSQL database per test module, for the notification store's tests.
 
-Import explicitly: ``from tests.db_fixtures import pg_url_fixture  # noqa: F401``.
+Its ``pg_url`` fixture is registered for every test in tests/conftest.py (``pytest_plugins``).
 
 The server is ``NOTIFY_TEST_DATABASE_URL`` (default the machine's, trust auth:
 postgresql://postgres@127.0.0.1:5432/postgres). Each module that uses ``pg_url`` gets its own

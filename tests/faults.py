@@ -31,8 +31,8 @@ In-process code uses it by pointing ``S3_ENDPOINT_URL`` at ``proxy.url`` and cal
 ``S3_ENDPOINT_URL=proxy.url`` in their environment (``reliability_fixtures.start_worker``).
 The proxy runs in the test process, so its counters include what the workers did.
 
-Import the fixtures explicitly (named ``*_fixture`` so the parameter names stay free):
-``from tests.faults import fault_proxy_fixture, s3_faults_fixture  # noqa: F401``.
+The fixtures ``fault_proxy`` and ``s3_faults`` are registered for every test in tests/conftest.py
+(``pytest_plugins``).
 """
 
 from __future__ import annotations

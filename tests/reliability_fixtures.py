@@ -1,6 +1,6 @@
 """Helpers shared by the reliability and security tests.
 
-Import explicitly: ``from tests.reliability_fixtures import rel_workers_fixture  # noqa: F401``.
+Its fixtures are registered for every test in tests/conftest.py (``pytest_plugins``).
 
 * ``rel_workers`` — a factory of prefork ``notify-worker worker`` subprocesses like the rig's
   ``prefork_worker``, but with any environment (``S3_ENDPOINT_URL`` pointing at the fault

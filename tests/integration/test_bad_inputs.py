@@ -25,10 +25,9 @@ from storage.settings import get_settings
 from tasks.csv_batches import state as st
 from tests.data.bad_inputs.corpus import CASES, WEB_APP_METADATA, Case
 from tests.poison_tasks import DIE, POISON_QUEUE, deliveries_key
-from tests.reliability_fixtures import (  # noqa: F401
+from tests.reliability_fixtures import (
     audit_sse,
     fresh_s3,
-    rel_workers_fixture,
     wait_for,
     wipe_notify_state,
 )

@@ -35,7 +35,7 @@ from tests.csv_fixtures import (
     upload,
     worker_settings,
 )
-from tests.reliability_fixtures import private_queue, rel_workers_fixture, wait_for  # noqa: F401
+from tests.reliability_fixtures import private_queue, wait_for
 from worker.runtime import queues
 from worker.runtime.app import app
 from worker.runtime.settings import get_worker_settings

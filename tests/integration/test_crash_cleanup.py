@@ -17,8 +17,7 @@ import time
 import pytest
 
 from tests.cleanup_fixtures import audit_lines, bucket, keys_in, seed
-from tests.faults import fault_proxy_fixture  # noqa: F401
-from tests.reliability_fixtures import private_queue, rel_workers_fixture, wait_for  # noqa: F401
+from tests.reliability_fixtures import private_queue
 from worker.runtime import queues
 from worker.runtime.app import app
 

@@ -26,9 +26,8 @@ import pytest
 
 from storage.settings import get_settings
 from tasks.cleanup.sweep import sweep
-from tests.faults import fault_proxy_fixture, s3_faults_fixture  # noqa: F401
-from tests.reliability_fixtures import private_queue, rel_workers_fixture  # noqa: F401
-from tests.reports_fixtures import SERVICE, read_report, report_plugins  # noqa: F401
+from tests.reliability_fixtures import private_queue
+from tests.reports_fixtures import SERVICE, read_report
 from worker.runtime import queues
 from worker.runtime.app import app
 

@@ -17,7 +17,7 @@ import pytest
 
 from storage.keys import isoformat
 from tests.cleanup_fixtures import SERVICE, age, audit_lines, keys_in, put, seed, wipe_buckets
-from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
+from tests.faults import task_retries
 from tests.plugins import reference_check
 from worker.runtime import queues
 from worker.runtime.app import app

@@ -17,7 +17,7 @@ from storage.keys import csv_upload_key
 from storage.settings import get_settings
 from tasks.csv_batches import state as st
 from tests.csv_fixtures import SERVICE_ID, WEB_APP_METADATA, csv_text, job_kwargs, sms_rows, upload
-from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
+from tests.faults import task_retries
 from tests.reliability_fixtures import wait_for
 from worker.runtime import queues
 from worker.runtime.app import app

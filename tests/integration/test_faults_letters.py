@@ -18,7 +18,7 @@ import pytest
 
 from storage.settings import get_settings
 from tests.cleanup_fixtures import wipe_buckets
-from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
+from tests.faults import task_retries
 from tests.letters_fixtures import pdf_body, put_letter
 from worker.runtime import queues
 from worker.runtime.app import app

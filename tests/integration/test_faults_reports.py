@@ -16,8 +16,8 @@ import pytest
 
 from storage.settings import get_settings
 from tests.csv_fixtures import WEB_APP_METADATA, csv_text, sms_rows
-from tests.faults import fault_proxy_fixture, s3_faults_fixture, task_retries  # noqa: F401
-from tests.reports_fixtures import SERVICE, report_plugins  # noqa: F401
+from tests.faults import task_retries
+from tests.reports_fixtures import SERVICE
 from worker.runtime import queues
 from worker.runtime.app import app
 

@@ -22,8 +22,8 @@ from tests.csv_fixtures import (
     sms_rows,
     upload,
 )
-from tests.db_fixtures import pg_url_fixture, table_rows  # noqa: F401  (fixture)
-from tests.reliability_fixtures import rel_workers_fixture, wait_for  # noqa: F401  (fixture)
+from tests.db_fixtures import table_rows
+from tests.reliability_fixtures import wait_for
 from worker.runtime import queues
 
 pytestmark = pytest.mark.integration

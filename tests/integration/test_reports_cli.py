@@ -9,7 +9,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from tests.reports_fixtures import SERVICE, object_keys, read_report, report_plugins  # noqa: F401
+from tests.reports_fixtures import SERVICE, object_keys, read_report
 from worker.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("report_plugins")]

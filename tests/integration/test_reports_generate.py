@@ -17,14 +17,12 @@ from storage.errors import S3NotFound, S3Transient
 from storage.objects import get_tags, head
 from tasks.reports.generate import generate_report
 from tasks.reports.writer import BATCH_ROWS
-from tests.reports_fixtures import (  # noqa: F401
-    OTHER_SERVICE,
+from tests.reports_fixtures import (
     SERVICE,
     object_keys,
     pending_uploads,
     read_report,
     report_bucket,
-    report_plugins,
 )
 from worker.client import NotifyClient
 from worker.runtime import queues

@@ -14,12 +14,11 @@ import uuid
 import pytest
 
 from storage.objects import get_tags
-from tests.reports_fixtures import (  # noqa: F401
+from tests.reports_fixtures import (
     SERVICE,
     pending_uploads,
     read_report,
     report_bucket,
-    report_plugins,
 )
 from worker.runtime import queues
 from worker.runtime.app import app

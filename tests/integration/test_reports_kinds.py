@@ -17,14 +17,12 @@ from storage.keys import csv_upload_key, isoformat
 from storage.objects import head, put_bytes
 from storage.settings import get_settings
 from tasks.reports.generate import generate_report
-from tests.reports_fixtures import (  # noqa: F401
+from tests.reports_fixtures import (
     OTHER_SERVICE,
     SERVICE,
     object_keys,
     pending_uploads,
     read_report,
-    report_bucket,
-    report_plugins,
 )
 from worker.client import NotifyClient
 from worker.runtime import queues

@@ -27,7 +27,7 @@ from kombu import Connection, Queue
 from storage.keys import csv_upload_key, transient_letter_key
 from storage.settings import get_settings
 from tests.poison_tasks import MARK, POISON_QUEUE, mark_key
-from tests.reliability_fixtures import ROOT, rel_workers_fixture, wait_for  # noqa: F401
+from tests.reliability_fixtures import ROOT, wait_for
 from worker.runtime import deadletter, queues
 from worker.runtime.app import app
 

@@ -26,12 +26,11 @@ from tests.cleanup_fixtures import audit_lines, new_id, seed
 from tests.cleanup_fixtures import keys_in as cleanup_keys
 from tests.letters_fixtures import DEST_KEY, exists, keys_in, letters_bucket, put_letter, read
 from tests.letters_fixtures import transient_bucket as transient
-from tests.reports_fixtures import (  # noqa: F401
+from tests.reports_fixtures import (
     ROOT,
     SERVICE,
     pending_uploads,
     read_report,
-    report_plugins,
 )
 from worker.local.stack import WorkerProcess, start_worker_process
 from worker.runtime import leases, queues

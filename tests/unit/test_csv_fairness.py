@@ -15,10 +15,8 @@ from tasks.csv_batches.lease import JobLease, LeaseLost, Progress
 from tests.csv_fixtures import (
     SERVICE_ID,
     FakeApp,
-    csv_s3,  # noqa: F401  (fixture)
     csv_text,
     make_spec,
-    module_mock_s3,  # noqa: F401  (fixture)
     sms_rows,
     upload,
     worker_settings,
@@ -28,7 +26,7 @@ OTHER_SERVICE = "0b0c0f6e-5b6a-4d7e-9a9b-2f1e3d4c5b6a"
 
 
 @pytest.fixture
-def env(csv_s3):  # noqa: F811
+def env(csv_s3):
     st.get_redis().delete(fairness.slots_key(SERVICE_ID), fairness.slots_key(OTHER_SERVICE))
     return csv_s3
 

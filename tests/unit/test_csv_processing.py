@@ -15,11 +15,9 @@ from tests.csv_fixtures import (
     WEB_APP_METADATA,
     FakeApp,
     SimulatedCrash,
-    csv_s3,  # noqa: F401  (fixture)
     csv_text,
     head,
     make_spec,
-    module_mock_s3,  # noqa: F401  (fixture)
     sms_rows,
     upload,
     worker_settings,
@@ -27,7 +25,7 @@ from tests.csv_fixtures import (
 
 
 @pytest.fixture
-def env(csv_s3):  # noqa: F811
+def env(csv_s3):
     return csv_s3
 
 

@@ -16,11 +16,9 @@ from tests.csv_fixtures import (
     SERVICE_ID,
     TEMPLATE_ID,
     FakeApp,
-    csv_s3,  # noqa: F401  (fixture)
     csv_text,
     head,
     make_spec,
-    module_mock_s3,  # noqa: F401  (fixture)
     sms_rows,
     upload,
     worker_settings,
@@ -34,7 +32,7 @@ EXTERNAL_SINK = "example.database.save_notifications"
 
 
 @pytest.fixture
-def env(csv_s3, redis_client, monkeypatch):  # noqa: F811
+def env(csv_s3, redis_client, monkeypatch):
     """A clean state, a sink queue of the test's own and a 1 s stale period."""
     queue = f"unit-sink-{uuid.uuid4().hex[:8]}"
     with worker_settings(monkeypatch, NOTIFY_JOB_STALE_SECONDS="1", NOTIFY_ROW_SINK_QUEUE=queue):

@@ -13,22 +13,20 @@ from tasks.csv_batches import processing, recovery, sink
 from tasks.csv_batches import state as st
 from tests.csv_fixtures import (
     FakeApp,
-    csv_s3,  # noqa: F401  (fixture)
     csv_text,
     make_spec,
-    module_mock_s3,  # noqa: F401  (fixture)
     sms_rows,
     upload,
     worker_settings,
 )
-from tests.db_fixtures import pg_url_fixture, table_rows  # noqa: F401  (fixture)
+from tests.db_fixtures import table_rows
 
 ROWS = sms_rows(2500, bad_every=50)  # 2,450 valid: batches of 1000, 1000, 450
 VALID = 2450
 
 
 @pytest.fixture
-def env(csv_s3, redis_client, monkeypatch, pg_url):  # noqa: F811
+def env(csv_s3, redis_client, monkeypatch, pg_url):
     queue = f"unit-sink-{uuid.uuid4().hex[:8]}"
     with worker_settings(monkeypatch, NOTIFY_JOB_STALE_SECONDS="1", NOTIFY_ROW_SINK_QUEUE=queue):
         yield csv_s3

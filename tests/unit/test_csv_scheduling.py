@@ -14,10 +14,8 @@ from tasks.csv_batches import state as st
 from tests.csv_fixtures import (
     SERVICE_ID,
     FakeApp,
-    csv_s3,  # noqa: F401  (fixture)
     head,
     make_spec,
-    module_mock_s3,  # noqa: F401  (fixture)
     upload,
     worker_settings,
 )
@@ -26,7 +24,7 @@ BODY = "phone number,name\n07700900123,Ann\n07700900124,Bob\n"
 
 
 @pytest.fixture
-def env(csv_s3):  # noqa: F811
+def env(csv_s3):
     return csv_s3
 
 

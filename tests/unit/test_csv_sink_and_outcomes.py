@@ -18,18 +18,16 @@ from tests.csv_fixtures import (
     SERVICE_ID,
     TEMPLATE_ID,
     FakeApp,
-    csv_s3,  # noqa: F401  (fixture)
     csv_text,
     head,
     make_spec,
-    module_mock_s3,  # noqa: F401  (fixture)
     sms_rows,
     upload,
 )
 
 
 @pytest.fixture
-def env(csv_s3):  # noqa: F811
+def env(csv_s3):
     return csv_s3
 
 

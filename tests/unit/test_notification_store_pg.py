@@ -22,7 +22,6 @@ from tasks.csv_batches.store.postgres import MAX_RECIPIENT_CHARS, PostgresStore
 from tests.db_fixtures import (
     _admin_connection,
     _with_database,
-    pg_url_fixture,  # noqa: F401  (fixture)
     server_url,
     table_rows,
 )

@@ -7,7 +7,7 @@ import pytest
 from storage.errors import ConfigurationError, InvalidInput
 from tasks.reports import kinds
 from tasks.reports.generate import generate_report
-from tests.reports_fixtures import SERVICE, count_s3_calls, object_keys, report_plugins  # noqa: F401
+from tests.reports_fixtures import SERVICE, count_s3_calls, object_keys
 
 REQUEST = "2b7c1e4a-9d3f-4a8b-b6e5-0f1a2c3d4e5f"
 UPLOAD = "9a8b7c6d-5e4f-4321-8a9b-0c1d2e3f4a5b"

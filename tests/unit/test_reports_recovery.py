@@ -9,13 +9,12 @@ import pytest
 from storage.errors import InvalidInput
 from storage.objects import get_tags, put_bytes
 from tasks.reports.generate import generate_report
-from tests.reports_fixtures import (  # noqa: F401
+from tests.reports_fixtures import (
     OTHER_SERVICE,
     SERVICE,
     pending_uploads,
     read_report,
     report_bucket,
-    report_plugins,
 )
 
 pytestmark = pytest.mark.usefixtures("report_plugins")
