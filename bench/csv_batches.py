@@ -1,6 +1,8 @@
 """Benchmark of the CSV batches workflow. A plain script, not a test:
 
     python bench/csv_batches.py [--rows 100000,1000000] [--kinds sms,email] [--skip-e2e]
+    python bench/csv_batches.py --fairness ROWS                 # small job beside a big one
+    python bench/csv_batches.py --fairness-services 50x4000 [--burst-jobs N]  # between services
 
 For each generated file (about 2% bad rows, written to a temp directory):
 
@@ -282,6 +284,84 @@ def fairness(big_path: Path, big_rows: int) -> None:
         )
 
 
+OTHER_SERVICE = "3f1a7c2e-9d4b-4e6f-8a1b-5c7d9e0f1a2b"
+
+
+def fairness_services(jobs: int, rows: int, allowance: int | None) -> None:
+    """One service sends ``jobs`` jobs of ``rows`` rows (below the bulk threshold: all on the
+    normal lane), then another service one 10-row job, on one default worker (every queue,
+    concurrency 2): how long until the 10 rows are stored, and how far the burst had got.
+    ``allowance``: NOTIFY_SERVICE_BURST_JOBS for the worker (a huge one turns fairness off)."""
+    from storage import admin
+    from storage.client import get_client
+    from storage.keys import csv_upload_key
+    from storage.settings import get_settings
+    from tasks.csv_batches.state import read_progress
+    from worker.client import NotifyClient
+    from worker.local.stack import local_stack
+
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    if allowance is not None:
+        os.environ["NOTIFY_SERVICE_BURST_JOBS"] = str(allowance)
+    body = "phone number,name\n" + "".join(
+        f"07700 9{i % 100_000:05d},Person {i}\n" for i in range(1, rows + 1)
+    )
+    small_body = "phone number,name\n" + "".join(f"0770090{i:04d},P{i}\n" for i in range(10))
+    with (
+        tempfile.TemporaryDirectory(prefix="csv-fair-") as workdir,
+        local_stack(Path(workdir), embedded=True) as stack,
+    ):
+        admin.create_buckets()
+        client = get_client()
+        bucket = get_settings().bucket("csv-upload")
+
+        def put(service_id: str, text: str) -> str:
+            upload_id = str(uuid.uuid4())
+            client.put_object(
+                Bucket=bucket,
+                Key=csv_upload_key(service_id, upload_id),
+                Body=text,
+                ServerSideEncryption="AES256",
+            )
+            return upload_id
+
+        burst = [put(SERVICE_ID, body) for _ in range(jobs)]
+        small, warm = put(OTHER_SERVICE, small_body), put(OTHER_SERVICE, small_body)
+        stack.start_worker(concurrency=2)
+        notify = NotifyClient()
+
+        def send(service_id: str, upload_id: str, count: int):
+            return notify.process_csv(
+                service_id,
+                upload_id,
+                template_id=TEMPLATE_ID,
+                template_type="sms",
+                placeholders=["name"],
+                notification_count=count,
+            )
+
+        send(OTHER_SERVICE, warm, 10).get(timeout=60)  # the pool children's first job
+        started = time.perf_counter()
+        results = [send(SERVICE_ID, upload_id, rows) for upload_id in burst]
+        sent = time.perf_counter()
+        send(OTHER_SERVICE, small, 10)
+        while (read_progress(small) or {}).get("stored", 0) < 10:
+            time.sleep(0.02)
+        waited = time.perf_counter() - sent
+        stored = sum((read_progress(u) or {}).get("stored", 0) for u in burst)
+        for result in results:
+            result.get(timeout=600)
+        while sum((read_progress(u) or {}).get("stored", 0) for u in burst) < jobs * rows:
+            time.sleep(0.1)
+        total = time.perf_counter() - started
+        print(
+            f"fairness between services (NOTIFY_SERVICE_BURST_JOBS={allowance or 'default'}, "
+            f"load {os.getloadavg()[0]:.2f}): {jobs} jobs x {rows:,} rows from one service, then "
+            f"a 10-row job from another: its rows stored in {waited:.2f} s, when the burst had "
+            f"{stored:,} of {jobs * rows:,} rows stored; whole burst stored in {total:.1f} s"
+        )
+
+
 def _e2e_line(r: dict) -> str:
     per_k = r["messages"] / max(r["dispatched"] or 1, 1) * 1000
     return (
@@ -305,7 +385,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--fairness", type=int, metavar="ROWS", help="only the fairness check, with a big job"
     )
+    parser.add_argument(
+        "--fairness-services",
+        metavar="JOBSxROWS",
+        help="only the fairness check between services, e.g. 50x4000",
+    )
+    parser.add_argument(
+        "--burst-jobs",
+        type=int,
+        help="NOTIFY_SERVICE_BURST_JOBS for --fairness-services (1000000: fairness off)",
+    )
     args = parser.parse_args(argv)
+    if args.fairness_services:
+        jobs, rows = (int(n) for n in args.fairness_services.lower().split("x"))
+        fairness_services(jobs, rows, args.burst_jobs)
+        return
     if args.fairness:
         with tempfile.TemporaryDirectory(prefix="csv-bench-files-") as tmp:
             path = Path(tmp) / "big.csv"
