@@ -22,7 +22,7 @@ from tests.csv_fixtures import (
     sms_rows,
     upload,
 )
-from tests.db_fixtures import table_rows
+from tests.db_fixtures import table_rows, truncate
 from tests.reliability_fixtures import wait_for
 from worker.runtime import queues
 
@@ -237,3 +237,32 @@ def test_connections_terminated_during_a_job(s3, redis_client, rel_workers, pg_u
     assert len(hits) >= 1, "no connection was terminated: nothing was proven"
     assert "database_unavailable" in worker.log()  # retried, not failed
     assert in_table(pg_url, upload_id) == (valid, valid)
+
+
+@pytest.mark.slow
+def test_the_demo_uses_postgres_when_the_database_url_is_set(tmp_path, pg_url):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)  # NOTIFY_DATABASE_URL is this module's database
+    env.pop("S3_ENDPOINT_URL", None)  # the demo brings its own embedded S3
+    env["REDIS_URL"] = env["REDIS_URL"].rsplit("/", 1)[0] + "/8"  # away from the thread worker
+    truncate(pg_url)
+    out = subprocess.run(
+        [sys.executable, "-m", "worker", "demo", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-6000:]
+    assert "PostgreSQL table notifications" in text
+    assert "4,865 in the postgresql store" in text and "390 in the postgresql store" in text
+    assert "ok: 4865 rows" in text  # the notifications report, read from the table
+    assert "problem:" not in text
+    assert table_rows(pg_url, "SELECT count(*), count(DISTINCT id) FROM notifications") == [
+        (4865 + 390, 4865 + 390)
+    ]
