@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.runtime import logs, metrics  # noqa: F401 - metrics connects its signals
+from worker.runtime import logs, metrics, tracing  # noqa: F401 - both connect their signals
 from worker.runtime.health import LivenessHeartbeat
 from worker.runtime.settings import get_worker_settings
 

@@ -11,7 +11,7 @@ import contextvars
 import logging
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
@@ -55,12 +55,26 @@ def current_request_id() -> str | None:
     return _context.get().get(REQUEST_ID_FIELD)
 
 
+# Set by worker.runtime.tracing when traces are on: the current (trace_id, span_id) in hex, or
+# None outside a span. Unset (and free) otherwise.
+_trace_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def set_trace_ids(lookup: Callable[[], tuple[str, str] | None] | None) -> None:
+    global _trace_ids
+    _trace_ids = lookup
+
+
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         context = _context.get()
         for name in (*CONTEXT_FIELDS, REQUEST_ID_FIELD):
             if not hasattr(record, name):
                 setattr(record, name, context.get(name, "-"))
+        if _trace_ids is not None:
+            ids = _trace_ids()
+            if ids is not None:  # JSON lines carry them as extra fields
+                record.trace_id, record.span_id = ids
         return True
 
 
