@@ -36,3 +36,18 @@ def test_compose_config_validates():
         check=False,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_healthchecks_and_metrics_use_the_health_command():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert services["worker"]["healthcheck"]["test"] == [
+        "CMD",
+        "notify-worker",
+        "health",
+        "--liveness",
+    ]
+    assert services["beat"]["healthcheck"]["test"][-1] == "--readiness"
+    for name in ("worker", "beat"):
+        env = services[name]["environment"]
+        assert env["NOTIFY_METRICS_HOST"] == "0.0.0.0" and int(env["NOTIFY_METRICS_PORT"])
+        assert env["REDIS_URL"].startswith("redis://redis:6379")  # the shared settings kept
