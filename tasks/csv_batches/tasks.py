@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tasks.csv_batches import fairness, processing, scheduling
@@ -9,6 +10,8 @@ from tasks.csv_batches.sink import save_batch_task
 from tasks.csv_batches.spec import JobSpec
 from worker.runtime import queues
 from worker.runtime.app import app
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["cancel", "process_batch", "release_due", "save_batch_task"]
 
@@ -37,6 +40,7 @@ def process_batch(
     try:
         return processing.process_job(spec, scheduled_for=scheduled_for, queue=queue)
     except fairness.Deferred as deferred:
+        logger.info("the service's allowance on %s is used: job moved to %s", queue, deferred.queue)
         # Its service has used its allowance on this lane: the same message (same task id,
         # so the sender's result handle gets the job's result) goes to the bulk lane.
         kwargs = spec.task_kwargs()
