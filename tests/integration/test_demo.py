@@ -42,6 +42,11 @@ def test_demo_runs_every_workflow(tmp_path):
         "ok: 2 deleted, 1 kept",
         "cleanup mou",
         "protected",
+        # From a real scrape of the demo worker's metrics: the same figures.
+        "metrics http://127.0.0.1:",
+        "CSV rows dispatched 5255, invalid 145",
+        "letters moved 8",
+        "objects deleted 5 (csv-upload 1, logo 2, transient-letters 2)",
     ]:
         assert line in text, f"{line!r} missing from the demo output:\n{text[-6000:]}"
     assert "problem:" not in text

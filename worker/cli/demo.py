@@ -25,9 +25,12 @@ def demo_command(keep: bool, workdir: Path | None, concurrency: int) -> None:
     """
     from storage import admin
     from worker.client import send_by_name
+    from worker.demo.metrics_view import summary_lines
     from worker.demo.scenario import Demo
+    from worker.local.servers import free_port
     from worker.local.stack import local_stack
     from worker.runtime import queues
+    from worker.runtime.metrics import configured_host
 
     workdir = workdir or Path(tempfile.mkdtemp(prefix="notify-demo-"))
     started = time.monotonic()
@@ -41,9 +44,13 @@ def demo_command(keep: bool, workdir: Path | None, concurrency: int) -> None:
         if not check.ok:
             raise SystemExit(1)
         console.print(f"buckets {len(names)} created and checked (encryption, lifecycle, region)")
+        # The worker serves metrics (the port the environment names, else a free one).
+        metrics_port = stack.env.setdefault("NOTIFY_METRICS_PORT", str(free_port()))
+        metrics_url = f"http://{configured_host(stack.env)}:{metrics_port}/metrics"
         with console.status("starting a worker (prefork)"):
             worker = stack.start_worker(concurrency=concurrency)
         console.print(f"worker  pid {worker.pid}, log {worker.log_path}")
+        console.print(f"metrics {metrics_url}", highlight=False, soft_wrap=True)
         ping = send_by_name(queues.JOBS_RECONCILE, {}).get(timeout=60)
         console.print(f"round trip: notify.jobs.reconcile -> {ping['status']}")
 
@@ -55,6 +62,15 @@ def demo_command(keep: bool, workdir: Path | None, concurrency: int) -> None:
         for step, result in report.rows:
             table.add_row(step, result)
         console.print(table)
+        time.sleep(0.3)  # a task's counters are written just after its result is stored
+        try:
+            figures = summary_lines(metrics_url)
+        except OSError as error:
+            report.problems.append(f"metrics not scraped from {metrics_url}: {error}")
+            figures = []
+        console.print(f"from a scrape of {metrics_url}:", highlight=False, soft_wrap=True)
+        for line in figures:
+            console.print(f"  {line}", highlight=False)
         console.print(f"finished in {time.monotonic() - started:.1f}s; logs in {workdir}")
         for problem in report.problems:
             console.print(f"[red]problem:[/] {problem}")
