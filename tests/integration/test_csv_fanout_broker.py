@@ -13,7 +13,7 @@ from tests.csv_fixtures import broker_messages
 pytestmark = pytest.mark.integration
 
 # Headers that differ between any two messages.
-_PER_MESSAGE = {"id", "root_id", "origin"}
+_PER_MESSAGE = {"id", "root_id", "origin", "notify_sent_at"}  # notify_sent_at: the publish time
 
 
 def test_publish_encoded_sends_what_send_task_sends(redis_client):
