@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from tests.csv_fixtures import SERVICE_ID, TEMPLATE_ID, broker_messages, csv_text, sms_rows, upload
+from tests.letters_fixtures import put_letter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,6 +43,11 @@ job = client.process_csv(
 out["csv"] = job.get(timeout=60)
 out["csv_task_id"] = job.id
 out["state"] = client.job_state(cfg["upload"])
+out["letter"] = client.move_transient_letter(
+    cfg["letter_service"], cfg["letter_upload"], reference="ABC123", postage="second",
+    created_at="2024-07-15T10:00:00Z",
+).get(timeout=60)
+out["sweep"] = client.sweep_bucket("transient-letters", dry_run=True).get(timeout=60)
 try:
     client.move_transient_letter(
         cfg["service"], cfg["upload"], reference="lower", postage="second",
@@ -82,12 +88,14 @@ def test_the_client_alone_enqueues_to_a_prefixed_worker_with_request_ids(
     from worker.runtime.settings import get_worker_settings
 
     settings = get_worker_settings()
-    queues = [f"{PREFIX}{name}" for name in ("csv-batches", "csv-batches-bulk", "periodic")]
+    names = ("csv-batches", "csv-batches-bulk", "periodic", "letters", "cleanup")
+    queues = [f"{PREFIX}{name}" for name in names]
     # Not the sink's queue: its batches stay in the broker to be looked at.
     worker = prefork_worker(
         concurrency=1, queues=",".join(queues), NOTIFY_QUEUE_PREFIX=PREFIX, NOTIFY_LOG_FORMAT="json"
     )
     upload_id = upload(s3, csv_text(["phone number", "name"], sms_rows(30, bad_every=10)))
+    letter = put_letter(s3)
     cfg = {
         "broker": settings.redis_url,
         "backend": settings.result_backend_url,
@@ -96,6 +104,8 @@ def test_the_client_alone_enqueues_to_a_prefixed_worker_with_request_ids(
         "service": SERVICE_ID,
         "upload": upload_id,
         "template": TEMPLATE_ID,
+        "letter_service": letter.service_id,
+        "letter_upload": letter.upload_id,
     }
     run = subprocess.run(
         [str(client_python), "-c", SCRIPT, json.dumps(cfg)],
@@ -112,6 +122,8 @@ def test_the_client_alone_enqueues_to_a_prefixed_worker_with_request_ids(
     assert out["reconcile"]["status"] == "ok"
     assert out["csv"]["status"] == "ok", out["csv"]
     assert out["refused"] == "reference"
+    assert out["letter"]["status"] == "ok" and not out["letter"]["already_moved"]
+    assert out["sweep"]["status"] == "ok" and out["sweep"]["dry_run"] is True
     # Recorded as queued in the workers' Redis, on the prefixed queue; the worker finished it.
     assert out["state"]["queue"] == f"{PREFIX}csv-batches"
     assert out["state"]["status"] == "finished"
