@@ -101,6 +101,8 @@ def enqueue_command(
         print_json({"task_id": result.id, "task": task_name})
         return
     queue = queues.TASK_QUEUES.get(task_name)
+    if task_name == queues.NOTIFICATIONS_SAVE_BATCH:
+        queue = get_worker_settings().row_sink_queue
     value = wait_for_result(result, timeout, f"waiting for {task_name}", queue=queue)
     print_json(value)
     if value.get("status") == "failed":
