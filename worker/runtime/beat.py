@@ -44,12 +44,20 @@ def cleanup_purposes() -> list[str]:
     return list(REGISTRY)
 
 
+def reconcile_interval(environ: Mapping[str, str] | None = None) -> int:
+    """Seconds between reconciler runs (``NOTIFY_RECONCILE_INTERVAL_SECONDS``, default 60)."""
+    env = os.environ if environ is None else environ
+    return env_int(env, "NOTIFY_RECONCILE_INTERVAL_SECONDS", 60, minimum=2)
+
+
 def beat_schedule() -> dict[str, dict[str, Any]]:
+    every = reconcile_interval()
     schedule: dict[str, dict[str, Any]] = {
         "reconcile-jobs": {
             "task": queues.JOBS_RECONCILE,
-            "schedule": 60.0,
-            "options": {"queue": queues.PERIODIC, "expires": 55},
+            "schedule": float(every),
+            # A tick not taken before the next one is due is dropped, not piled up.
+            "options": {"queue": queues.PERIODIC, "expires": max(every - 5, 1)},
         },
         "release-due-csv-jobs": {
             "task": queues.CSV_RELEASE_DUE,
