@@ -262,4 +262,6 @@ def test_the_workers_prefix_their_queues_and_sink(monkeypatch):
     env = {"NOTIFY_QUEUE_PREFIX": "x-", "NOTIFY_ROW_SINK_QUEUE": "api-tasks"}
     assert WorkerSettings.from_env(env).row_sink_queue == "x-api-tasks"
     assert queues.prefixed("letters", "x-") == "x-letters"
-    assert queues.prefixed("x-letters", "x-") == "x-letters"
+    assert queues.prefixed("letters", "") == "letters"
+    # Always in front, even of a name that happens to start like the prefix.
+    assert queues.prefixed("database-tasks", "data") == "datadatabase-tasks"

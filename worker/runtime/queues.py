@@ -44,9 +44,8 @@ PREFIX = _prefix_at_import()
 
 
 def prefixed(name: str, prefix: str | None = None) -> str:
-    """A base queue name as this deployment calls it (a name already prefixed is left alone)."""
-    prefix = PREFIX if prefix is None else prefix
-    return name if not prefix or name.startswith(prefix) else prefix + name
+    """A base queue name as this deployment calls it (the prefix, then the name)."""
+    return (PREFIX if prefix is None else prefix) + name
 
 
 # Base names (without the prefix): the contract.
