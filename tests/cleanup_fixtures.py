@@ -103,31 +103,8 @@ def csv_key(service_id: str = SERVICE, upload_id: str | None = None) -> str:
     return csv_upload_key(service_id, upload_id or new_id())
 
 
-@pytest.fixture(scope="module")
-def module_mock_s3() -> Iterator[object]:
-    """In-process moto with the registry's buckets, created once per test module (the shared
-    ``mock_s3`` fixture spends about a second per test making them)."""
-    import os
-
-    from moto import mock_aws
-
-    from storage import admin
-    from storage.client import get_client
-    from storage.settings import reload_settings
-
-    saved = os.environ.pop("S3_ENDPOINT_URL", None)
-    with mock_aws():
-        reload_settings()
-        # In-process moto applies a bucket policy's Deny without its conditions.
-        admin.create_buckets(deny_policy=False)
-        yield get_client()
-    if saved is not None:
-        os.environ["S3_ENDPOINT_URL"] = saved
-    reload_settings()
-
-
 @pytest.fixture
-def fast_s3(module_mock_s3) -> Iterator[object]:
-    """``module_mock_s3`` with every bucket emptied before the test."""
+def fast_s3(module_s3) -> Iterator[object]:
+    """The module's in-process moto (``tests.s3_fixtures``) with every bucket emptied."""
     wipe_buckets()
-    yield module_mock_s3
+    yield module_s3

@@ -7,6 +7,10 @@
 * ``celery_worker`` — a real worker in a thread (solo pool) consuming every queue.
 * ``prefork_worker`` — ``notify-worker worker`` as a prefork subprocess, for crash tests: the
   solo pool enforces neither time limits nor reject-on-worker-lost.
+* ``private_redis_url`` — a redis-server of the test's own, for tests that read whole databases.
+
+Each area's fixtures live in ``tests/<area>_fixtures.py`` (and the fault proxy's in
+``tests/faults.py``), registered below through ``pytest_plugins``: use them by name.
 
 Nothing here uses ``task_always_eager``.
 """
@@ -39,6 +43,20 @@ os.environ.update(
 )
 
 from worker.local.servers import LocalRedis, redis_answers, start_redis_server  # noqa: E402
+
+# Each area's fixtures, available to every test module without importing them.
+pytest_plugins = [
+    # Modules other fixture modules import come first, so pytest rewrites their asserts.
+    "tests.reliability_fixtures",
+    "tests.s3_fixtures",
+    "tests.faults",
+    "tests.csv_fixtures",
+    "tests.letters_fixtures",
+    "tests.reports_fixtures",
+    "tests.cleanup_fixtures",
+    "tests.db_fixtures",
+    "tests.beat_fixtures",
+]
 
 DATA = Path(__file__).parent / "data"
 _redis: LocalRedis | None = None

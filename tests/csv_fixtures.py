@@ -7,9 +7,8 @@ import csv
 import io
 import json
 import random
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -17,6 +16,8 @@ import pytest
 
 from storage.keys import csv_upload_key
 from storage.settings import get_settings
+from tests.reliability_fixtures import wait_for as wait_for  # the CSV tests' import path
+from tests.s3_fixtures import empty_buckets, moto_in_process
 
 SERVICE_ID = "6ce466d0-fd6a-11e5-82f5-e0accb9d11a6"
 TEMPLATE_ID = "f6d9a4d2-8a1f-4c5e-9a85-0fd7c7b0c0a1"
@@ -150,17 +151,6 @@ def broker_messages(redis_url: str, queue: str) -> list[dict[str, Any]]:
     return decoded
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
 @contextmanager
 def worker_settings(monkeypatch: Any, **env: str) -> Iterator[None]:
     """Set NOTIFY_* env vars and reload the settings for the duration (restored after)."""
@@ -181,51 +171,15 @@ CSV_SOURCES = ("csv-upload", "contact-list")
 
 
 @pytest.fixture(scope="module")
-def module_mock_s3() -> Iterator[Any]:
-    """In-process moto for a whole test module, with only the CSV buckets (fast unit tests).
-
-    The foundation's ``mock_s3`` creates every registry bucket for every test (about a second
-    each on the shared sandbox); these tests only need two buckets, emptied per test.
-    """
-    import os
-
-    from moto import mock_aws
-
-    from storage.client import get_client
-    from storage.settings import reload_settings
-    from worker.runtime.redis_state import reset_redis
-    from worker.runtime.settings import reload_worker_settings
-
-    saved = os.environ.pop("S3_ENDPOINT_URL", None)
-    try:
-        with mock_aws():
-            reload_worker_settings()
-            reload_settings()
-            reset_redis()
-            client = get_client()
-            for source in CSV_SOURCES:
-                client.create_bucket(
-                    Bucket=get_settings().bucket(source),
-                    CreateBucketConfiguration={"LocationConstraint": "eu-west-1"},
-                )
-            yield client
-    finally:
-        if saved is not None:
-            os.environ["S3_ENDPOINT_URL"] = saved
-        reload_worker_settings()
-        reload_settings()
-        reset_redis()
+def csv_module_s3() -> Iterator[Any]:
+    """In-process moto for a whole test module, with only the CSV buckets (fast unit tests)."""
+    with moto_in_process(CSV_SOURCES) as client:
+        yield client
 
 
 @pytest.fixture
-def csv_s3(module_mock_s3: Any, redis_client: Any) -> Iterator[Any]:
-    """``module_mock_s3`` with its CSV buckets emptied, plus a clean ``notify:`` Redis."""
-    client = module_mock_s3
-    for source in CSV_SOURCES:
-        bucket = get_settings().bucket(source)
-        listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
-        if listed:
-            client.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in listed]}
-            )
+def csv_s3(csv_module_s3: Any, redis_client: Any) -> Iterator[Any]:
+    """``csv_module_s3`` with its CSV buckets emptied, plus a clean ``notify:`` Redis."""
+    client = csv_module_s3
+    empty_buckets(client, [get_settings().bucket(source) for source in CSV_SOURCES])
     yield client

@@ -1,4 +1,6 @@
-"""Shared helpers for the letters tests; import them explicitly from ``tests.letters_fixtures``.
+"""Shared helpers and fixtures for the letters tests (fixtures registered in tests/conftest.py).
+
+* ``letters_s3``: the module's in-process moto with the letter buckets emptied;
 
 * ``put_letter`` uploads a transient letter with the web app's metadata (including a
   recipient and file name that must never show up in results or logs);
@@ -9,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,9 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from storage.buckets import SSE
 from storage.keys import transient_letter_key
 from storage.settings import get_settings
+from tests.s3_fixtures import empty_buckets
 
 RECIPIENT = "Ms Secret Recipient\n1 Hidden Street\nSW1A 1AA"
 FILENAME = "private-letter-name.pdf"
@@ -186,43 +190,15 @@ class FaultyClient:
         return call
 
 
-@contextmanager
-def module_mock_s3() -> Iterator[Any]:
-    """In-process moto with the registry's buckets, entered once for a whole test module.
-
-    The lead's ``mock_s3`` fixture makes a new mock, client and ten buckets per test (about a
-    second on a busy 2-core box); the letters unit tests share one and empty the letter
-    buckets between tests instead (``empty_letter_buckets``).
-    """
-    from moto import mock_aws
-
-    from storage import admin
-    from storage.client import get_client
-    from storage.settings import reload_settings
-    from worker.runtime.settings import reload_worker_settings
-
-    saved = os.environ.pop("S3_ENDPOINT_URL", None)
-    try:
-        with mock_aws():
-            reload_worker_settings()
-            reload_settings()
-            # In-process moto applies a bucket policy's Deny without its conditions.
-            admin.create_buckets(deny_policy=False)
-            yield get_client()
-    finally:
-        if saved is not None:
-            os.environ["S3_ENDPOINT_URL"] = saved
-        reload_worker_settings()
-        reload_settings()
-
-
 def empty_letter_buckets(client: Any) -> None:
-    for bucket in (transient_bucket(), letters_bucket(), backup_bucket()):
-        keys = keys_in(client, bucket)
-        if keys:
-            client.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
-            )
+    empty_buckets(client, (transient_bucket(), letters_bucket(), backup_bucket()))
+
+
+@pytest.fixture
+def letters_s3(module_s3: Any) -> Any:
+    """The module's in-process moto (``tests.s3_fixtures``) with empty letter buckets."""
+    empty_letter_buckets(module_s3)
+    return module_s3
 
 
 @contextmanager

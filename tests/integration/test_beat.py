@@ -9,86 +9,17 @@ is added through RedBeat's own API while they run; its messages are counted in R
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-import redis
+
+from tests.beat_fixtures import LOCK_TIMEOUT
+from tests.reliability_fixtures import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-LOCK_TIMEOUT = 8  # seconds: how long a dead holder's lock lasts (NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS)
 INTERVAL = 1.0
-
-
-class Beat:
-    def __init__(self, tmp_path: Path, number: int, redis_url: str) -> None:
-        self.log_path = tmp_path / f"beat-{number}.log"
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS": str(LOCK_TIMEOUT),
-        }
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker", "beat", "--loglevel=INFO"],
-                env=env,
-                cwd=tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    @property
-    def holds_lock(self) -> bool:
-        return "beat: Acquired lock" in self.log()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-@pytest.fixture
-def beat_redis(private_redis_url):
-    """The beats' own Redis (empty, whatever else the session's Redis holds)."""
-    client = redis.Redis.from_url(private_redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def beats(tmp_path, beat_redis, private_redis_url):
-    started: list[Beat] = []
-
-    def start(count: int) -> list[Beat]:
-        for _ in range(count):
-            started.append(Beat(tmp_path, len(started) + 1, private_redis_url))
-        return started
-
-    yield start
-    for beat_process in started:
-        beat_process.stop()
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def message_ids(beat_redis, queue: str) -> list[str]:
@@ -124,7 +55,7 @@ def count_over(beat_redis, queue: str, seconds: float) -> tuple[int, float]:
 def test_two_beats_send_each_tick_once_and_fail_over(beats, beat_redis, private_redis_url):
     queue = f"ops-beat-test-{uuid.uuid4().hex[:8]}"
     first, second = beats(2)
-    wait_for(lambda: first.holds_lock or second.holds_lock, 30, "a beat to take the lock")
+    wait_for(lambda: first.holds_lock or second.holds_lock, 30, what="a beat to take the lock")
     time.sleep(1)
     holder, standby = (first, second) if first.holds_lock else (second, first)
     assert not standby.holds_lock  # it is blocked on the lock, sending nothing
@@ -132,7 +63,7 @@ def test_two_beats_send_each_tick_once_and_fail_over(beats, beat_redis, private_
     assert 0 < beat_redis.ttl("notify:beat:lock") <= LOCK_TIMEOUT
 
     add_fast_entry(queue, private_redis_url)
-    wait_for(lambda: beat_redis.llen(queue) > 0, 15, "the first tick")
+    wait_for(lambda: beat_redis.llen(queue) > 0, 15, what="the first tick")
     sent, window = count_over(beat_redis, queue, 6)
     # One scheduler: about one message a second. Two would send about twice that.
     assert 3 <= sent <= window / INTERVAL + 1, (sent, window)
@@ -143,10 +74,10 @@ def test_two_beats_send_each_tick_once_and_fail_over(beats, beat_redis, private_
     holder.process.kill()
     holder.process.wait(10)
     died = time.monotonic()
-    wait_for(lambda: standby.holds_lock, LOCK_TIMEOUT + 15, "the standby to take the lock")
+    wait_for(lambda: standby.holds_lock, LOCK_TIMEOUT + 15, what="the standby to take the lock")
     took_over = time.monotonic() - died
     assert took_over <= LOCK_TIMEOUT + 2 * 5 + 2  # the expiry plus up to two lock polls
-    wait_for(lambda: "Sending due task ops-test-tick" in standby.log(), 10, "standby ticks")
+    wait_for(lambda: "Sending due task ops-test-tick" in standby.log(), 10, what="standby ticks")
     sent, window = count_over(beat_redis, queue, 4)
     assert 2 <= sent <= window / INTERVAL + 1, (sent, window)
 
@@ -157,10 +88,10 @@ def test_two_beats_send_each_tick_once_and_fail_over(beats, beat_redis, private_
 
 def test_a_clean_stop_hands_over_at_once(beats, beat_redis):
     first, second = beats(2)
-    wait_for(lambda: first.holds_lock or second.holds_lock, 30, "a beat to take the lock")
+    wait_for(lambda: first.holds_lock or second.holds_lock, 30, what="a beat to take the lock")
     holder, standby = (first, second) if first.holds_lock else (second, first)
     stopped = time.monotonic()
     holder.stop()  # SIGTERM: RedBeat releases the lock on the way out
     assert "beat: Releasing lock" in holder.log()
-    wait_for(lambda: standby.holds_lock, 5 + 5, "the standby to take the lock")
+    wait_for(lambda: standby.holds_lock, 5 + 5, what="the standby to take the lock")
     assert time.monotonic() - stopped < LOCK_TIMEOUT + 5

@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from tests.cleanup_fixtures import SERVICE, audit_lines, keys_in, new_id, seed
+from tests.reliability_fixtures import wait_for
 from worker.runtime import queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUEUE = "cleanup-kill-test"
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sweep_killed_half_way_is_finished_by_the_redelivery(
@@ -46,9 +37,13 @@ def test_sweep_killed_half_way_is_finished_by_the_redelivery(
         kwargs={"bucket": "email-attachments", "dry_run": False},
         queue=QUEUE,
     )
-    wait_for(lambda: keys_in("report-downloads", "cleanup-audit/"), 60, "the first audit log")
+    wait_for(lambda: keys_in("report-downloads", "cleanup-audit/"), 60, 0.05, "the first audit log")
+
     # Kill once the first batch is really deleted (its audit log is written just before).
-    wait_for(lambda: len(keys_in("email-attachments")) <= 2000, 60, "the first batch's delete")
+    def first_batch_deleted() -> bool:
+        return len(keys_in("email-attachments")) <= 2000
+
+    wait_for(first_batch_deleted, 60, 0.05, "the first batch's delete")
     children = worker.children()
     assert children, "no pool process to kill"
     for pid in children:

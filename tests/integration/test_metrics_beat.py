@@ -9,27 +9,28 @@ import uuid
 
 import pytest
 
-from tests.integration.test_beat import Beat, beat_db_url, beat_redis, wait_for
+from tests.beat_fixtures import Beat
 from tests.metrics_fixtures import scrape, value
+from tests.reliability_fixtures import wait_for
 from worker.local.servers import free_port
-
-__all__ = ["beat_redis"]  # the fixture, shared with the beat tests
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def start_beat(tmp_path, number: int, port: int, monkeypatch) -> Beat:
+def start_beat(tmp_path, number: int, port: int, redis_url: str, monkeypatch) -> Beat:
     monkeypatch.setenv("NOTIFY_METRICS_PORT", str(port))
     monkeypatch.setenv("NOTIFY_BEAT_LOCK_TIMEOUT_SECONDS", "8")
-    return Beat(tmp_path, number)
+    return Beat(tmp_path, number, redis_url)
 
 
-def test_active_beat_serves_redis_gauges_and_standby_does_not(tmp_path, beat_redis, monkeypatch):
+def test_active_beat_serves_redis_gauges_and_standby_does_not(
+    tmp_path, beat_redis, private_redis_url, monkeypatch
+):
     first_port, second_port = free_port(), free_port()
-    first = start_beat(tmp_path, 1, first_port, monkeypatch)
+    first = start_beat(tmp_path, 1, first_port, private_redis_url, monkeypatch)
     try:
-        wait_for(lambda: first.holds_lock, 30, "the first beat to take the lock")
-        second = start_beat(tmp_path, 2, second_port, monkeypatch)
+        wait_for(lambda: first.holds_lock, 30, what="the first beat to take the lock")
+        second = start_beat(tmp_path, 2, second_port, private_redis_url, monkeypatch)
         try:
             # Work waiting in Redis: a message in the letters queue sent 5 minutes ago, a dead
             # letter, a running job whose heartbeat is long gone, a scheduled job.
@@ -48,11 +49,11 @@ def test_active_beat_serves_redis_gauges_and_standby_does_not(tmp_path, beat_red
                 except OSError:
                     return None
 
-            wait_for(lambda: scraped() is not None, 30, "the active beat's exporter")
+            wait_for(lambda: scraped() is not None, 30, what="the active beat's exporter")
             wait_for(
                 lambda: value(scraped(), "notify_beat_last_tick_timestamp_seconds") > 0,
                 15,
-                "a tick",
+                what="a tick",
             )
             samples = scraped()
             assert value(samples, "notify_beat_active") == 1
@@ -66,7 +67,7 @@ def test_active_beat_serves_redis_gauges_and_standby_does_not(tmp_path, beat_red
             assert value(samples, "notify_jobs", status="scheduled") == 1
             assert value(samples, "notify_jobs_stuck") == 1
 
-            wait_for(lambda: _answers(second_port), 30, "the standby's exporter")
+            wait_for(lambda: _answers(second_port), 30, what="the standby's exporter")
             standby = scrape(second_port)
             assert value(standby, "notify_beat_active") == 0
             assert not [
@@ -76,7 +77,6 @@ def test_active_beat_serves_redis_gauges_and_standby_does_not(tmp_path, beat_red
             second.stop()
     finally:
         first.stop()
-    assert beat_db_url()  # the beats used their own database
 
 
 def _answers(port: int) -> bool:

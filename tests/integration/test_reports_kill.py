@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 
 import pytest
 
 from storage.objects import get_tags
+from tests.reliability_fixtures import wait_for
 from tests.reports_fixtures import (
     SERVICE,
     pending_uploads,
@@ -24,15 +24,6 @@ from worker.runtime import queues
 from worker.runtime.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("report_plugins")]
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_report_survives_its_worker_being_killed_mid_upload(prefork_worker, s3, redis_client):
@@ -48,7 +39,7 @@ def test_report_survives_its_worker_being_killed_mid_upload(prefork_worker, s3, 
         "params": {"rows": 300, "delay": 0.015},
     }
     result = app.send_task(queues.REPORTS_GENERATE, kwargs=kwargs, queue=queue)
-    wait_for(lambda: key in pending_uploads(), 30, "the first parts to be uploaded")
+    wait_for(lambda: key in pending_uploads(), 30, 0.05, "the first parts to be uploaded")
     children = worker.children()
     assert children, "no pool process to kill"
     for pid in children:

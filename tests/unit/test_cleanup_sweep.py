@@ -10,7 +10,6 @@ import pytest
 from storage.errors import InvalidInput
 from tasks.cleanup import policies
 from tasks.cleanup.sweep import sweep
-from tests import cleanup_fixtures
 from tests.cleanup_fixtures import (
     OTHER_SERVICE,
     SERVICE,
@@ -23,10 +22,6 @@ from tests.cleanup_fixtures import (
     seed,
 )
 from tests.plugins import reference_check as fake
-
-# In-process moto, buckets made once per module and emptied per test.
-module_mock_s3 = cleanup_fixtures.module_mock_s3
-fast_s3 = cleanup_fixtures.fast_s3
 
 CHECK = "tests.plugins.reference_check:check"
 

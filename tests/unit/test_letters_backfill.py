@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,8 @@ from tasks.letters.backfill import (
 from tests.letters_fixtures import (
     CREATED_AT,
     DEST_KEY,
-    empty_letter_buckets,
     exists,
     letters_bucket,
-    module_mock_s3,
     put_letter,
     transient_bucket,
 )
@@ -147,16 +144,9 @@ def test_missing_and_non_utf8_files(tmp_path):
 # --- running a job in process -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shared_s3() -> Iterator[Any]:
-    with module_mock_s3() as client:
-        yield client
-
-
 @pytest.fixture
-def client(shared_s3) -> Any:
-    empty_letter_buckets(shared_s3)
-    return shared_s3
+def client(letters_s3: Any) -> Any:
+    return letters_s3
 
 
 def test_run_letter_job_moves_and_reports_failures_as_results(client, tmp_path):

@@ -25,12 +25,10 @@ from tests.letters_fixtures import (
     Killed,
     RequestLog,
     backup_bucket,
-    empty_letter_buckets,
     exists,
     keys_in,
     letter_metadata,
     letters_bucket,
-    module_mock_s3,
     pdf_body,
     put_letter,
     read,
@@ -39,18 +37,11 @@ from tests.letters_fixtures import (
 )
 
 
-@pytest.fixture(scope="module")
-def shared_s3() -> Iterator[Any]:
-    with module_mock_s3() as client:
-        yield client
-
-
 @pytest.fixture
-def client(shared_s3) -> Iterator[Any]:
+def client(letters_s3) -> Iterator[Any]:
     """The shared client with empty letter buckets; its HTTP requests are in ``client.log``."""
-    empty_letter_buckets(shared_s3)
-    with recorded(shared_s3) as log:
-        yield _Logged(shared_s3, log)
+    with recorded(letters_s3) as log:
+        yield _Logged(letters_s3, log)
 
 
 class _Logged:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,25 +11,16 @@ from tasks.letters.sweep import sweep_transient_letters
 from tests.letters_fixtures import (
     SECRETS,
     age_in_moto,
-    empty_letter_buckets,
     letter_metadata,
-    module_mock_s3,
     put_letter,
     recorded,
     transient_bucket,
 )
 
 
-@pytest.fixture(scope="module")
-def shared_s3() -> Iterator[Any]:
-    with module_mock_s3() as client:
-        yield client
-
-
 @pytest.fixture
-def client(shared_s3) -> Any:
-    empty_letter_buckets(shared_s3)
-    return shared_s3
+def client(letters_s3: Any) -> Any:
+    return letters_s3
 
 
 def _old_letter(client: Any, hours: float, **kwargs: Any) -> str:
