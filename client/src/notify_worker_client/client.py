@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from notify_worker_client import names, state
 from notify_worker_client import validation as check
@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from celery.result import AsyncResult
 
 DEFAULT_BULK_THRESHOLD_ROWS = 5_000
+
+# For type checkers; the values are checked at run time as well.
+TemplateType = Literal["sms", "email", "letter"]
+CsvSource = Literal["csv-upload", "contact-list"]
+Postage = Literal["first", "second", "economy", "europe", "rest-of-world"]
 
 
 class NotifyClient:
@@ -109,13 +114,13 @@ class NotifyClient:
         upload_id: str,
         *,
         template_id: str,
-        template_type: str,
+        template_type: TemplateType,
         placeholders: Sequence[str] = (),
         allow_international_sms: bool = False,
         allow_international_letters: bool = False,
         allow_sms_to_uk_landline: bool = False,
         sender_id: str | None = None,
-        source: str = "csv-upload",
+        source: CsvSource = "csv-upload",
         scheduled_for: datetime | str | None = None,
         notification_count: int | None = None,
         request_id: str | None = None,
@@ -194,7 +199,7 @@ class NotifyClient:
         upload_id: str,
         *,
         reference: str,
-        postage: str,
+        postage: Postage,
         created_at: datetime | str,
         backup: bool = False,
         request_id: str | None = None,
