@@ -57,7 +57,7 @@ def test_one_services_burst_does_not_hold_up_another_services_job(prefork_worker
     waited = time.monotonic() - started
     stored_burst = sum((st.read_progress(u) or {}).get("stored", 0) for u in burst)
     print(f"B's 10 rows stored {waited:.2f} s after it was sent; A's rows stored: {stored_burst:,}")
-    assert waited < 15, waited  # about a second on an idle machine; generous for a loaded one
+    assert waited < 20, waited  # 3.8-5.0 s measured at load 6-9; without fairness ~56 s
     assert stored_burst < BURST_JOBS * BURST_ROWS, "A's burst was through: nothing was proven"
 
     # Everything of A's still happens, once.
