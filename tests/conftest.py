@@ -207,19 +207,11 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     The buckets' default encryption is removed again (moto would apply it to any write), so
     the teardown check catches a write that forgot ``ServerSideEncryption=AES256``.
     """
-    import requests
-
-    from storage import admin
-    from storage.client import get_client
-    from storage.settings import get_settings
+    from tests.reliability_fixtures import fresh_s3
 
     monkeypatch.setenv("S3_ENDPOINT_URL", moto_endpoint)
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     _reload()
-    admin.create_buckets()
-    client = get_client()
-    for name in get_settings().bucket_names.values():
-        client.delete_bucket_encryption(Bucket=name)
+    client = fresh_s3(moto_endpoint)
     yield client
     assert_every_object_encrypted(client)
 

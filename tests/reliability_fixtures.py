@@ -100,9 +100,10 @@ def rel_workers_fixture(tmp_path: Path, moto_endpoint: str) -> Iterator[Callable
 
 
 def fresh_s3(moto_endpoint: str) -> Any:
-    """What the rig's ``s3`` fixture does, for a module-scoped fixture: a clean moto, every
-    registry bucket, no default encryption (so the AES256 audit can catch a forgetful write).
-    Returns this process's client."""
+    """A clean moto server with every registry bucket and no default encryption (moto would
+    apply it to any write, and the teardown audit must catch a write that forgot its
+    encryption). The rig's ``s3`` fixture uses it; so do module-scoped fixtures. Returns this
+    process's client."""
     import requests
 
     from storage import admin
