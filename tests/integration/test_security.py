@@ -165,8 +165,9 @@ PRODUCTION_BUCKETS = {
 PROTECTED = {"prod-mou", "prod-backups", "prod-letters-pdf"}
 
 
-def _policy_from_cli(env: dict[str, str]) -> dict:
-    out = subprocess.run(
+def _buckets_policy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``notify-worker buckets policy`` in a process of its own, with ``env``."""
+    return subprocess.run(
         [sys.executable, "-m", "worker", "buckets", "policy"],
         env=env,
         cwd=ROOT,
@@ -175,6 +176,10 @@ def _policy_from_cli(env: dict[str, str]) -> dict:
         timeout=60,
         check=False,
     )
+
+
+def _policy_from_cli(env: dict[str, str]) -> dict:
+    out = _buckets_policy(env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -212,15 +217,7 @@ def test_iam_policy_grants_nothing_beyond_the_configured_buckets():
 def test_iam_policy_refuses_to_guess_bucket_names_in_production():
     env = {**os.environ, "NOTIFY_ENVIRONMENT": "production", **PRODUCTION_BUCKETS}
     del env["S3_BUCKET_LETTERS_PDF"]
-    out = subprocess.run(
-        [sys.executable, "-m", "worker", "buckets", "policy"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = _buckets_policy(env)
     assert out.returncode != 0
     assert "S3_BUCKET_LETTERS_PDF" in out.stderr
     assert "arn:aws:s3" not in out.stdout
