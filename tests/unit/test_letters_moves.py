@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -267,6 +267,15 @@ def _die(_: dict) -> None:
     raise Killed
 
 
+def _replacing(client: Any, letter: Any, body: bytes) -> Callable[[dict], None]:
+    """A hook that uploads ``body`` over the letter's source: the web app racing the move."""
+
+    def replace_source(_: dict) -> None:
+        put_letter(client, service_id=letter.service_id, upload_id=letter.upload_id, body=body)
+
+    return replace_source
+
+
 def test_crash_between_copy_and_delete_then_rerun_finishes_once(client):
     letter = put_letter(client)
     faulty = FaultyClient(client, before={"delete_object": _die})
@@ -313,12 +322,7 @@ def test_crash_after_delete_then_rerun_is_ok(client):
 def test_source_replaced_between_head_and_copy_is_caught_by_our_etag_check(client):
     letter = put_letter(client)
     replacement = pdf_body(seed="replacement")
-
-    def replace_source(_: dict) -> None:
-        put_letter(
-            client, service_id=letter.service_id, upload_id=letter.upload_id, body=replacement
-        )
-
+    replace_source = _replacing(client, letter, replacement)
     faulty = FaultyClient(client, before={"copy_object": replace_source})
     with pytest.raises(LetterRetry) as caught:
         move_letter(**letter.args(), client=faulty)
@@ -342,12 +346,7 @@ def test_source_replaced_between_head_and_copy_is_caught_by_our_etag_check(clien
 def test_source_replaced_between_copy_and_delete_is_kept(client):
     letter = put_letter(client)
     replacement = pdf_body(seed="late replacement")
-
-    def replace_source(_: dict) -> None:
-        put_letter(
-            client, service_id=letter.service_id, upload_id=letter.upload_id, body=replacement
-        )
-
+    replace_source = _replacing(client, letter, replacement)
     faulty = FaultyClient(client, before={"delete_object": replace_source})
     with pytest.raises(LetterError) as caught:
         move_letter(**letter.args(), client=faulty)
@@ -571,12 +570,7 @@ def test_source_replaced_same_size_during_multipart_copy_is_never_deleted(client
     # be compared with the source's: here the IfMatch delete is what keeps the new version.
     letter = put_letter(client, body=pdf_body(3000, seed="big"))
     replacement = pdf_body(3000, seed="same size")
-
-    def replace_source(_: dict) -> None:
-        put_letter(
-            client, service_id=letter.service_id, upload_id=letter.upload_id, body=replacement
-        )
-
+    replace_source = _replacing(client, letter, replacement)
     faulty = FaultyClient(client, before={"upload_part_copy": replace_source})
     with pytest.raises(LetterError) as caught:
         move_letter(**letter.args(), settings=_multipart_settings(), client=faulty)
