@@ -55,6 +55,17 @@ def wait_for(path: Path, timeout: float = TIMEOUT) -> float:
     raise AssertionError(f"{path.name} never appeared: the move did not reach the pause")
 
 
+def assert_finished_once_by_the_redelivery(s3, letter, result) -> None:
+    """The redelivered move found the copy made before the kill and finished: one letter at
+    the destination, byte for byte, and the source gone."""
+    outcome = result.get(timeout=TIMEOUT)
+    assert outcome["status"] == "ok"
+    assert outcome["already_moved"] is True
+    assert keys_in(s3, letters_bucket()) == [DEST_KEY]
+    assert read(s3, letters_bucket(), DEST_KEY) == letter.body
+    assert not exists(s3, transient(), letter.key)
+
+
 def paused_worker(prefork_worker, marker: Path, queue: str):
     """A one-process worker whose first move pauses between copy and delete."""
     env = {"LETTERS_PAUSE_MARKER": str(marker), "LETTERS_PAUSE_SECONDS": "120"}
@@ -79,12 +90,7 @@ def test_pool_child_killed_between_copy_and_delete_is_redelivered_and_finishes_o
         os.kill(pid, signal.SIGKILL)  # the pool child dies mid-task
 
     # reject-on-worker-lost requeues the message; the new child finishes the move.
-    outcome = result.get(timeout=TIMEOUT)
-    assert outcome["status"] == "ok"
-    assert outcome["already_moved"] is True
-    assert keys_in(s3, letters_bucket()) == [DEST_KEY]
-    assert read(s3, letters_bucket(), DEST_KEY) == letter.body
-    assert not exists(s3, transient(), letter.key)
+    assert_finished_once_by_the_redelivery(s3, letter, result)
     assert redis_client.get(f"notify:deliveries:{result.id}:0") == "2"
     log = worker.log()
     assert "pausing between copy and delete" in log
@@ -112,12 +118,7 @@ def test_whole_worker_killed_between_copy_and_delete_is_redelivered_by_redis(
     time.sleep(max(0.0, paused_at + visibility + 1 - time.monotonic()))
     prefork_worker(concurrency=1, queues=queue, NOTIFY_VISIBILITY_TIMEOUT_SECONDS=str(visibility))
 
-    outcome = result.get(timeout=TIMEOUT)
-    assert outcome["status"] == "ok"
-    assert outcome["already_moved"] is True
-    assert keys_in(s3, letters_bucket()) == [DEST_KEY]
-    assert read(s3, letters_bucket(), DEST_KEY) == letter.body
-    assert not exists(s3, transient(), letter.key)
+    assert_finished_once_by_the_redelivery(s3, letter, result)
 
 
 def test_two_pool_processes_moving_the_same_letters_at_once(prefork_worker, s3, redis_client):
