@@ -7,7 +7,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.runtime import logs, metrics, tracing  # noqa: F401 - both connect their signals
+# broker_connections patches kombu's event-loop connections; metrics and tracing connect signals
+from worker.runtime import broker_connections, logs, metrics, tracing  # noqa: F401
 from worker.runtime.health import LivenessHeartbeat
 from worker.runtime.settings import get_worker_settings
 
