@@ -183,3 +183,16 @@ def csv_s3(csv_module_s3: Any, redis_client: Any) -> Iterator[Any]:
     client = csv_module_s3
     empty_buckets(client, [get_settings().bucket(source) for source in CSV_SOURCES])
     yield client
+
+
+@pytest.fixture
+def recovery_env(csv_s3: Any, redis_client: Any, monkeypatch: Any) -> Iterator[Any]:
+    """``csv_s3`` with a sink queue of the test's own and a 1 s stale period (the recovery
+    tests); the queue's lanes are deleted afterwards. Yields the S3 client."""
+    from tasks.csv_batches import state as st
+
+    queue = f"unit-sink-{uuid.uuid4().hex[:8]}"
+    with worker_settings(monkeypatch, NOTIFY_JOB_STALE_SECONDS="1", NOTIFY_ROW_SINK_QUEUE=queue):
+        yield csv_s3
+    for suffix in st._PRIORITY_SUFFIXES:
+        redis_client.delete(queue + suffix)

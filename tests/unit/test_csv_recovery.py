@@ -32,13 +32,9 @@ EXTERNAL_SINK = "example.database.save_notifications"
 
 
 @pytest.fixture
-def env(csv_s3, redis_client, monkeypatch):
+def env(recovery_env):
     """A clean state, a sink queue of the test's own and a 1 s stale period."""
-    queue = f"unit-sink-{uuid.uuid4().hex[:8]}"
-    with worker_settings(monkeypatch, NOTIFY_JOB_STALE_SECONDS="1", NOTIFY_ROW_SINK_QUEUE=queue):
-        yield csv_s3
-    for suffix in st._PRIORITY_SUFFIXES:
-        redis_client.delete(queue + suffix)
+    return recovery_env
 
 
 def sink_queue() -> str:

@@ -5,7 +5,6 @@ the commit and the counter update). Re-sent rows are stored once."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
@@ -17,7 +16,6 @@ from tests.csv_fixtures import (
     make_spec,
     sms_rows,
     upload,
-    worker_settings,
 )
 from tests.db_fixtures import table_rows
 
@@ -26,12 +24,8 @@ VALID = 2450
 
 
 @pytest.fixture
-def env(csv_s3, redis_client, monkeypatch, pg_url):
-    queue = f"unit-sink-{uuid.uuid4().hex[:8]}"
-    with worker_settings(monkeypatch, NOTIFY_JOB_STALE_SECONDS="1", NOTIFY_ROW_SINK_QUEUE=queue):
-        yield csv_s3
-    for suffix in st._PRIORITY_SUFFIXES:
-        redis_client.delete(queue + suffix)
+def env(recovery_env, pg_url):
+    return recovery_env
 
 
 def finished_job(s3) -> tuple[str, FakeApp]:
