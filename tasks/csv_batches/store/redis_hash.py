@@ -72,4 +72,4 @@ class RedisHashStore:
         # The Lua script counts exactly the new rows: the job's counter is the count.
         if counted is not None:
             return counted
-        return int((st.read_job(upload_id) or {}).get("stored") or 0)
+        return st.load_or_empty(upload_id).stored
