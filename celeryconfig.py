@@ -80,7 +80,7 @@ task_queues = [
 task_routes = {name: {"queue": queue} for name, queue in queues.TASK_QUEUES.items()}
 task_routes[queues.NOTIFICATIONS_SAVE_BATCH] = {"queue": _settings.row_sink_queue}
 
-beat_scheduler = "redbeat.RedBeatScheduler"
+beat_scheduler = "worker.runtime.beat_scheduler:NotifyRedBeatScheduler"
 # The schedule and lock live in the state store. Options explicit, so RedBeat does not fall
 # back to (and warn about) the broker's transport options or TLS settings.
 _redbeat = redis_urls.redbeat_config(_state, _settings)

@@ -84,7 +84,7 @@ def test_celery_uses_redbeat_with_the_notify_lock():
     from worker.runtime.app import app
 
     conf = app.conf
-    assert conf.beat_scheduler == "redbeat.RedBeatScheduler"
+    assert conf.beat_scheduler == "worker.runtime.beat_scheduler:NotifyRedBeatScheduler"
     assert conf.redbeat_lock_key == "notify:beat:lock"
     assert conf.redbeat_key_prefix.startswith("notify:")
     assert conf.redbeat_lock_timeout > conf.beat_max_loop_interval

@@ -61,7 +61,12 @@ def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
     redis_urls.check(get_worker_settings())
 
     app.start(
-        ["beat", f"--loglevel={loglevel}", "--scheduler=redbeat.RedBeatScheduler", *celery_args]
+        [
+            "beat",
+            f"--loglevel={loglevel}",
+            "--scheduler=worker.runtime.beat_scheduler:NotifyRedBeatScheduler",
+            *celery_args,
+        ]
     )
 
 
