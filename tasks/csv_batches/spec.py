@@ -52,7 +52,8 @@ class JobSpec:
         sender_id: Any = None,
         source: Any = "csv-upload",
     ) -> JobSpec:
-        """Check the task's arguments (docs/tasks.md); raises ``InvalidInput`` before any S3 call."""
+        """Check the task's arguments (docs/tasks.md); raises ``InvalidInput`` before any S3
+        call."""
         require_uuid(service_id, "service_id")
         require_uuid(upload_id, "upload_id")
         if not isinstance(template, Mapping):
