@@ -69,7 +69,11 @@ def process_job(
 
     slot = fairness.on_normal_lane(queue)
     if slot:
-        fairness.claim_slot(spec.service_id, spec.upload_id, str(queue))
+        try:
+            fairness.claim_slot(spec.service_id, spec.upload_id, str(queue))
+        except fairness.Deferred as deferred:
+            st.move_queued(spec.upload_id, deferred.queue)  # where the reconciler looks
+            raise
     try:
         with JobLease.hold(spec.upload_id) as lease:
             if lease is None:
@@ -78,9 +82,7 @@ def process_job(
                 return st.load_or_empty(spec.upload_id).skipped("already_running")
             try:
                 if slot:
-                    lease.on_refresh = lambda: fairness.touch_slot(
-                        spec.service_id, spec.upload_id
-                    )
+                    lease.on_refresh = lambda: fairness.touch_slot(spec.service_id, spec.upload_id)
                 return _run(spec, lease, app, queue)
             finally:
                 if slot:  # it counts for one more window after it ends

@@ -688,6 +688,16 @@ def record_queued(upload_id: str, task_kwargs: Mapping[str, Any], queue: str) ->
     return QUEUED if status is None else str(status)
 
 
+def move_queued(upload_id: str, queue: str) -> None:
+    """A queued job's message moved to another queue (fairness): record it, so the reconciler
+    looks for the message there before taking it as lost. Any other state is left alone."""
+
+    def write(pipe: Any, _: str | None) -> None:
+        pipe.hset(job_key(upload_id), "queue", queue)
+
+    _guarded(upload_id, (QUEUED,), write)
+
+
 def count_requeue(upload_id: str) -> int:
     """Count one more re-send of a queued job that never started; returns the new count."""
     return int(get_redis().hincrby(job_key(upload_id), "requeues", 1))

@@ -145,6 +145,18 @@ def test_a_job_beyond_the_allowance_is_deferred_before_anything_happens(env, mon
         assert fairness.recent_jobs(SERVICE_ID) == 1  # the bulk lane took no slot
 
 
+def test_a_moved_job_the_client_recorded_is_looked_for_on_its_new_lane(env, monkeypatch, lane):
+    waiting = upload(env, csv_text(["phone number", "name"], sms_rows(5)))
+    spec = make_spec(waiting)
+    st.record_queued(waiting, spec.task_kwargs(), lane)  # as the web app's client does
+    with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="1"):
+        fairness.claim_slot(SERVICE_ID, new_id(), lane)
+        with pytest.raises(fairness.Deferred):
+            processing.process_job(spec, app=FakeApp(), queue=lane)
+    state = st.load_job(waiting)
+    assert (state.status, state.queue) == ("queued", f"{lane}-bulk")
+
+
 def test_a_normal_lane_run_holds_its_slot_while_it_runs(env, monkeypatch, lane):
     upload_id = upload(env, csv_text(["phone number", "name"], sms_rows(1500)))
     seen: list[int] = []
