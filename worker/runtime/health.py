@@ -4,9 +4,9 @@
 Liveness never broadcasts to the fleet: each worker's consumer loop rewrites a small file
 (``NOTIFY_LIVENESS_FILE``) every ``HEARTBEAT_SECONDS`` from a timer on its own event loop, the
 loop that also takes messages off the broker. If the loop stalls, the main process hangs or
-dies, the file's time stops moving and ``notify-worker health --liveness`` fails once it is
-older than ``NOTIFY_LIVENESS_MAX_AGE_SECONDS``. The check reads one local file: it answers at
-once, whatever the broker's state.
+dies, or the consumer is reconnecting to a broker that does not answer, the file's time stops
+moving and ``notify-worker health --liveness`` fails once it is older than
+``NOTIFY_LIVENESS_MAX_AGE_SECONDS``. The check reads one local file: it answers at once.
 
 Readiness asks the real dependencies, briefly: every configured Redis answers PING, and every
 bucket answers GetBucketLocation with the configured credentials and is in ``AWS_REGION``
@@ -157,7 +157,8 @@ def check_liveness(environ: Mapping[str, str] | None = None, now: float | None =
         report.failed.append(
             {
                 "what": "worker",
-                "message": f"worker {pid} last consumed {age}s ago (limit {limit}s): stalled",
+                "message": f"worker {pid} last consumed {age}s ago (limit {limit}s): stalled, "
+                "or reconnecting to an unreachable broker",
             }
         )
     return report
