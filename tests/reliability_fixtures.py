@@ -119,6 +119,36 @@ def fresh_s3(moto_endpoint: str) -> Any:
     return client
 
 
+def redis_text(client: Any) -> list[str]:
+    """Every key name and value in one Redis database, as text (small databases only): what a
+    test scans for recipients or secrets that must never be stored."""
+    found: list[str] = []
+    for name in client.scan_iter(count=1000):
+        found.append(name.decode(errors="replace") if isinstance(name, bytes) else name)
+        kind = client.type(name)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "string":
+            values: list[Any] = [client.get(name)]
+        elif kind == "hash":
+            values = [v for pair in client.hgetall(name).items() for v in pair]
+        elif kind == "list":
+            values = client.lrange(name, 0, -1)
+        elif kind == "set":
+            values = list(client.smembers(name))
+        elif kind == "zset":
+            values = [m for m, _ in client.zrange(name, 0, -1, withscores=True)]
+        elif kind == "stream":
+            values = [str(entry) for entry in client.xrange(name)]
+        else:
+            values = []
+        found.extend(
+            v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+            for v in values
+            if v is not None
+        )
+    return found
+
+
 def audit_sse(request: pytest.FixtureRequest, client: Any) -> None:
     """The ``s3`` fixture's teardown audit (tests/conftest.py): every object carries AES256."""
     for plugin in request.config.pluginmanager.get_plugins():

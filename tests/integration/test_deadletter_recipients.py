@@ -18,6 +18,7 @@ import redis
 
 from tasks.csv_batches import state as st
 from tests.csv_fixtures import csv_text, job_kwargs, upload, wait_for
+from tests.reliability_fixtures import redis_text
 from worker.runtime import deadletter, queues
 from worker.runtime.settings import get_worker_settings
 
@@ -42,26 +43,7 @@ def every_value(url: str) -> list[str]:
     databases = int(base.config_get("databases").get("databases", 16))
     for db in range(databases):
         client = redis.Redis.from_url(url, db=db)
-        for name in client.scan_iter(count=1000):
-            found.append(name.decode(errors="replace"))
-            kind = client.type(name).decode()
-            if kind == "string":
-                values: list[Any] = [client.get(name)]
-            elif kind == "hash":
-                values = [v for pair in client.hgetall(name).items() for v in pair]
-            elif kind == "list":
-                values = client.lrange(name, 0, -1)
-            elif kind == "set":
-                values = list(client.smembers(name))
-            elif kind == "zset":
-                values = [m for m, _ in client.zrange(name, 0, -1, withscores=True)]
-            elif kind == "stream":
-                values = [json.dumps(str(e)) for e in client.xrange(name)]
-            else:
-                values = []
-            found.extend(
-                v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in values
-            )
+        found.extend(redis_text(client))
     return found
 
 

@@ -27,7 +27,7 @@ from kombu import Connection, Queue
 from storage.keys import csv_upload_key, transient_letter_key
 from storage.settings import get_settings
 from tests.poison_tasks import MARK, POISON_QUEUE, mark_key
-from tests.reliability_fixtures import ROOT, wait_for
+from tests.reliability_fixtures import ROOT, redis_text, wait_for
 from worker.runtime import deadletter, queues
 from worker.runtime.app import app
 
@@ -165,17 +165,21 @@ PRODUCTION_BUCKETS = {
 PROTECTED = {"prod-mou", "prod-backups", "prod-letters-pdf"}
 
 
-def _buckets_policy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``notify-worker buckets policy`` in a process of its own, with ``env``."""
+def _run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``notify-worker ARGS`` in a process of its own, with ``env``."""
     return subprocess.run(
-        [sys.executable, "-m", "worker", "buckets", "policy"],
+        [sys.executable, "-m", "worker", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
+
+
+def _buckets_policy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return _run_cli(env, "buckets", "policy")
 
 
 def _policy_from_cli(env: dict[str, str]) -> dict:
@@ -256,37 +260,11 @@ def _csv_with_formulas(marker: str) -> bytes:
 
 def _redis_values(url: str) -> list[str]:
     """Every key and value in a Redis database, as text (small databases only)."""
-    client = redis.Redis.from_url(url)
-    found = []
-    for name in client.scan_iter(count=1000):
-        kind = client.type(name).decode()
-        if kind == "string":
-            values = [client.get(name)]
-        elif kind == "hash":
-            values = [b"%s=%s" % kv for kv in client.hgetall(name).items()]
-        elif kind == "list":
-            values = client.lrange(name, 0, -1)
-        elif kind == "set":
-            values = list(client.smembers(name))
-        elif kind == "zset":
-            values = [m for m, _ in client.zrange(name, 0, -1, withscores=True)]
-        else:
-            values = []
-        found.append(name.decode(errors="replace"))
-        found.extend(v.decode(errors="replace") for v in values if v is not None)
-    return found
+    return redis_text(redis.Redis.from_url(url))
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = _run_cli(env, *args)
     return out.stdout + out.stderr
 
 
