@@ -1,4 +1,5 @@
-"""Celery configuration (see docs/reliability.md). Values come from the environment through WorkerSettings.
+"""Celery configuration (see docs/reliability.md). Values come from the environment through
+WorkerSettings.
 
 Reliability choices, briefly:
 * late acks + reject on worker lost: a task killed mid-way is redelivered, never lost;

@@ -1,4 +1,5 @@
-"""Transient letters (docs/letters.md): move uploaded letter PDFs into the letters-PDF bucket, exactly once.
+"""Transient letters (docs/letters.md): move uploaded letter PDFs into the letters-PDF bucket,
+exactly once.
 
 * ``moves.move_letter`` — the core of ``notify.letters.move_transient``;
 * ``sweep.sweep_transient_letters`` — the core of ``notify.letters.sweep_transient``;
