@@ -79,6 +79,29 @@ def backend_memory(url: str) -> tuple[int, int]:
     return len(pids), max((_proc_kib(pid, "RssAnon") for pid in pids), default=0)
 
 
+def backend_cpu(url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the workers, by pid."""
+    import psutil
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'notify-worker'"
+            )
+        ]
+    seconds = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            seconds[pid] = times.user + times.system
+        except psutil.Error:
+            continue
+    return seconds
+
+
 def table_count(url: str, upload_id: str) -> tuple[int, int]:
     import psycopg
 
@@ -288,6 +311,8 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
                 while (read_progress(small) or {}).get("stored", 0) < warm["rows_dispatched"]:
                     time.sleep(0.05)
                 before = load()
+                _, cpu_before = _child_stats(worker)
+                db_cpu_before = backend_cpu(url)
                 started = time.perf_counter()
                 result = _run_job(NotifyClient(), upload_id, kind, rows)
                 dispatched_s = time.perf_counter() - started
@@ -298,6 +323,10 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
                     time.sleep(0.05)
                 seconds = time.perf_counter() - started
                 peak_rss, cpu = _child_stats(worker)
+                cpu -= cpu_before
+                db_cpu = sum(
+                    spent - db_cpu_before.get(pid, 0.0) for pid, spent in backend_cpu(url).items()
+                )
                 backends = max(backends, backend_memory(url))
             finally:
                 worker.stop()
@@ -314,6 +343,7 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
                     "valid_per_s": valid / seconds,
                     "worker_peak_rss_mib": peak_rss / 1024,
                     "worker_cpu_s": cpu,
+                    "db_cpu_s": db_cpu,
                     "backends": backends[0],
                     "backend_rss_anon_mib": backends[1] / 1024,
                     "load_before": before,
@@ -327,8 +357,9 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
                 f"dispatch done at {dispatched_s:.2f} s), table {counted[0]:,} rows "
                 f"{counted[1]:,} distinct of {valid:,} valid; worker children peak RSS "
                 f"{r['worker_peak_rss_mib']:.1f} MiB, CPU {cpu:.1f} s; {backends[0]} backends, "
-                f"peak private RSS {r['backend_rss_anon_mib']:.1f} MiB; {before} -> "
-                f"{r['load_after']}",
+                f"peak private RSS {r['backend_rss_anon_mib']:.1f} MiB, CPU {db_cpu:.1f} s; "
+                f"CPU per valid row: worker {cpu / valid * 1e6:.1f} us + database "
+                f"{db_cpu / valid * 1e6:.1f} us; {before} -> {r['load_after']}",
                 flush=True,
             )
             assert counted == (valid, valid), counted
