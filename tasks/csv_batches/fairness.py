@@ -9,9 +9,9 @@ each job started, was last refreshed (with its lease, while it runs) or ended.
 
 * A job taken from a normal-lane queue (any queue without the ``-bulk`` suffix) claims a slot:
   one Lua script drops entries older than ``NOTIFY_SERVICE_BURST_SECONDS`` (default 10), then
-  grants the slot if the job has one already, if the service has fewer than
-  ``NOTIFY_SERVICE_BURST_JOBS`` (default 2) entries, or if nothing else waits in the queue
-  (nobody to be unfair to). Concurrent workers never grant more than that.
+  grants the slot if the job has one already or the service has fewer than
+  ``NOTIFY_SERVICE_BURST_JOBS`` (default 2) entries (concurrent workers never grant more); if
+  not, it is granted anyway when nothing waits in the queue (nobody to be unfair to).
 * Otherwise the job is not run there: the task hands it over to the bulk lane of its queue
   (``csv-batches-bulk``) with Celery's ``Task.replace`` (same task id, so the web app's result
   handle gets the job's result), which takes milliseconds. A job on a bulk lane also sends its
@@ -30,37 +30,24 @@ from __future__ import annotations
 
 import time
 
+from tasks.csv_batches import state as st
 from worker.runtime.queues import BULK_SUFFIX, bulk_queue
 from worker.runtime.redis_state import get_redis, key
 from worker.runtime.settings import get_worker_settings
 
-# KEYS[1] the service's slots, KEYS[2..] the job queue's lists (one per message priority);
-# ARGV: upload_id, now, window seconds, allowance, key TTL.
-# 1: the job holds a slot (its own already, a free one, or nobody waits); 0: go bulk.
+# KEYS[1] the service's slots; ARGV: upload_id, now, window seconds, allowance, key TTL, and
+# "1" to grant whatever the count (nothing waits in the lane).
+# 1: the job holds a slot (its own already, a free one, or granted); 0: the slots are taken.
 _CLAIM = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
-local granted = redis.call('ZSCORE', KEYS[1], ARGV[1])
-  or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4])
-if not granted then
-  granted = true
-  for i = 2, #KEYS do
-    if redis.call('LLEN', KEYS[i]) > 0 then
-      granted = false
-      break
-    end
-  end
-end
-if granted then
+if ARGV[6] == '1' or redis.call('ZSCORE', KEYS[1], ARGV[1])
+   or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   return 1
 end
 return 0
 """
-# kombu's Redis transport keeps one list per priority step: the queue's name for priority 0,
-# "{queue}\x06\x16{n}" for the others (kombu.transport.redis PRIORITY_STEPS, sep).
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-
 
 # kombu's Redis transport fetches every queue's priority-0 messages (the default) before any
 # queue's lower-priority ones: a worker drains the rest of a burst from the normal lane, each
@@ -92,21 +79,32 @@ def on_normal_lane(queue: str | None) -> bool:
 
 def claim_slot(service_id: str, upload_id: str, queue: str) -> None:
     """Hold one of the service's normal-lane slots, or raise ``Deferred`` with the bulk lane."""
+    if _claim(service_id, upload_id, grant=False):
+        return
+    # The slots are taken; defer only if someone else may be waiting in the lane. (The queue
+    # is on the broker, which may be another Redis than our state's.)
+    if st.queue_length(queue) == 0:
+        _claim(service_id, upload_id, grant=True)
+        return
+    raise Deferred(bulk_queue(queue))
+
+
+def _claim(service_id: str, upload_id: str, *, grant: bool) -> bool:
     settings = get_worker_settings()
     window = settings.service_burst_seconds
-    keys = [slots_key(service_id), *(queue + suffix for suffix in _PRIORITY_SUFFIXES)]
-    claimed = get_redis().eval(
-        _CLAIM,
-        len(keys),
-        *keys,
-        upload_id,
-        repr(time.time()),
-        window,
-        settings.service_burst_jobs,
-        _key_ttl(window),
+    return bool(
+        get_redis().eval(
+            _CLAIM,
+            1,
+            slots_key(service_id),
+            upload_id,
+            repr(time.time()),
+            window,
+            settings.service_burst_jobs,
+            _key_ttl(window),
+            "1" if grant else "0",
+        )
     )
-    if not claimed:
-        raise Deferred(bulk_queue(queue))
 
 
 def touch_slot(service_id: str, upload_id: str) -> None:

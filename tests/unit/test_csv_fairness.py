@@ -21,6 +21,7 @@ from tests.csv_fixtures import (
     upload,
     worker_settings,
 )
+from worker.runtime.redis_state import get_broker_redis
 
 OTHER_SERVICE = "0b0c0f6e-5b6a-4d7e-9a9b-2f1e3d4c5b6a"
 
@@ -42,9 +43,9 @@ def new_id() -> str:
 def lane():
     """A private normal-lane queue with one message waiting in it (another job)."""
     queue = f"test-fair-{uuid.uuid4().hex[:8]}"
-    st.get_redis().lpush(queue, "another job's message")
+    get_broker_redis().lpush(queue, "another job's message")
     yield queue
-    st.get_redis().delete(queue, f"{queue}-bulk")
+    get_broker_redis().delete(queue, f"{queue}-bulk")
 
 
 def test_a_service_gets_its_allowance_then_the_bulk_lane(env, monkeypatch, lane):
@@ -62,7 +63,7 @@ def test_a_service_gets_its_allowance_then_the_bulk_lane(env, monkeypatch, lane)
         assert fairness.recent_jobs(SERVICE_ID) == 2
         assert 0 < st.get_redis().ttl(fairness.slots_key(SERVICE_ID)) <= 60
         # Nothing else waits in the lane: nobody to be unfair to, the job runs there.
-        st.get_redis().delete(lane)
+        get_broker_redis().delete(lane)
         fairness.claim_slot(SERVICE_ID, third, lane)
         assert fairness.recent_jobs(SERVICE_ID) == 3
 
@@ -70,11 +71,11 @@ def test_a_service_gets_its_allowance_then_the_bulk_lane(env, monkeypatch, lane)
 def test_every_priority_list_of_the_lane_counts_as_waiting(env, monkeypatch, lane):
     with worker_settings(monkeypatch, NOTIFY_SERVICE_BURST_JOBS="1"):
         fairness.claim_slot(SERVICE_ID, new_id(), lane)
-        st.get_redis().delete(lane)
-        st.get_redis().lpush(lane + "\x06\x169", "a low-priority message")
+        get_broker_redis().delete(lane)
+        get_broker_redis().lpush(lane + "\x06\x169", "a low-priority message")
         with pytest.raises(fairness.Deferred):
             fairness.claim_slot(SERVICE_ID, new_id(), lane)
-        st.get_redis().delete(lane + "\x06\x169")
+        get_broker_redis().delete(lane + "\x06\x169")
 
 
 def test_a_job_counts_for_a_window_after_its_last_sign_of_life(env, monkeypatch, lane):
