@@ -29,7 +29,7 @@ from typing import Any
 
 from celery import Celery, current_app
 
-from storage.errors import NotifyError
+from storage.errors import NotifyError, TransientError
 from storage.keys import parse_csv_upload_key, parse_timestamp
 from storage.listing import iter_objects
 from storage.objects import head_or_none
@@ -201,7 +201,12 @@ def resend_lost_batches(*, app: Celery | None = None, now: float | None = None) 
             continue
         dispatched, stored = state.dispatched, state.stored
         if sink_task == queues.NOTIFICATIONS_SAVE_BATCH:
-            stored = notification_store().stored_count(upload_id, stored)
+            try:
+                stored = notification_store().stored_count(upload_id, stored)
+            except TransientError as error:
+                # The database is unreachable: decide on a later pass; other jobs go on.
+                logger.warning("stored count of %s unavailable: %s", upload_id, error.code)
+                continue
             missing = dispatched - stored
             if missing <= 0:
                 done.append(upload_id)

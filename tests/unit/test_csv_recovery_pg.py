@@ -67,3 +67,18 @@ def test_batches_missing_from_the_table_are_resent_and_stored_once(env, pg_url):
     st.get_redis().delete(st.redrive_key(upload_id))
     assert recovery.reconcile(app=FakeApp(), rebuild=False, now=time.time() + 5)["resent"] == 0
     assert upload_id not in st.watched_jobs()
+
+
+def test_an_unreachable_database_postpones_the_decision(env, pg_url, monkeypatch):
+    from worker.runtime.database import reset_pool
+
+    upload_id, first = finished_job(env)
+    sink.save_batch(first.batches()[0])
+    monkeypatch.setenv("NOTIFY_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+    monkeypatch.setenv("NOTIFY_DATABASE_POOL_TIMEOUT_SECONDS", "1")
+    try:
+        result = recovery.reconcile(app=FakeApp(), rebuild=False, now=time.time() + 5)
+    finally:
+        reset_pool()
+    assert result["resent"] == 0
+    assert upload_id in st.watched_jobs()  # still watched: decided once the database answers
