@@ -1,12 +1,20 @@
 # The two commands a newcomer needs:  `make demo`  and  `make test`.
 # Both create .venv and install the pinned requirements on first use.
-PYTHON ?= python3
+# Python 3.11, 3.12 or 3.13: python3 when it is one of them, else the newest found on the PATH.
+# Override with  make PYTHON=/path/to/python3.x
+SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c '$(SUPPORTED)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo test test-fast lint bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml client/pyproject.toml
+	@test -x $(BIN)/python || { test -n "$(PYTHON)" && $(PYTHON) -c '$(SUPPORTED)'; } || { \
+	  echo "make: no supported Python found: notify-worker needs Python 3.11, 3.12 or 3.13."; \
+	  echo "  Install one (Debian/Ubuntu: apt-get install python3 python3-venv; or pyenv),"; \
+	  echo "  or name it: make PYTHON=/path/to/python3.12"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .

@@ -144,7 +144,10 @@ def start_redis_server(
 
 def ensure_redis(url: str) -> LocalRedis:
     """Use the Redis at ``url`` if it answers; otherwise start a private one."""
-    if redis_answers(url):
+    options: dict[str, Any] = {}
+    if url.startswith("rediss://") and os.environ.get("NOTIFY_REDIS_CA_FILE"):
+        options["ssl_ca_certs"] = os.environ["NOTIFY_REDIS_CA_FILE"]
+    if redis_answers(url, **options):
         return LocalRedis(url)
     return start_redis_server()
 
@@ -154,7 +157,14 @@ def embedded_s3(port: int | None = None) -> Iterator[str]:
     """moto's S3 server in a thread, over real HTTP; yields its endpoint URL."""
     import logging
 
-    from moto.server import ThreadedMotoServer
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:  # moto is the `demo` extra: production installs do without it
+        raise ConfigurationError(
+            "The embedded S3 needs moto, which is not installed. Install the demo extra: "
+            "pip install 'notify-worker[demo]' (make demo does), or set S3_ENDPOINT_URL to an "
+            "S3-compatible server (MinIO, moto server) or real S3."
+        ) from None
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = port or free_port()
