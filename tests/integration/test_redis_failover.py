@@ -27,7 +27,6 @@ import redis
 
 from tests.csv_fixtures import SERVICE_ID, head, job_kwargs, upload
 from tests.redis_fixtures import SentinelTopology, cli, project_env, start_beat
-from tests.reliability_fixtures import rel_workers_fixture  # noqa: F401
 from worker.runtime import redis_urls
 from worker.runtime.settings import WorkerSettings
 

@@ -24,7 +24,7 @@ import redis
 
 from tests.csv_fixtures import SERVICE_ID, csv_text, head, job_kwargs, sms_rows, upload
 from tests.redis_fixtures import cli, project_env, start_beat
-from tests.reliability_fixtures import rel_workers_fixture, wait_for  # noqa: F401
+from tests.reliability_fixtures import wait_for
 from worker.local.servers import LocalRedis, start_redis_server
 from worker.runtime import queues
 
