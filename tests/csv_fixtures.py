@@ -1,4 +1,5 @@
-"""Helpers shared by the CSV batches tests (imported explicitly; not a conftest)."""
+"""Helpers and fixtures shared by the CSV batches tests (helpers imported by name; the fixtures
+registered for every test in tests/conftest.py through ``pytest_plugins``)."""
 
 from __future__ import annotations
 

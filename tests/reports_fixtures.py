@@ -1,4 +1,5 @@
-"""Shared helpers for the reports tests; import them from `tests.reports_fixtures`."""
+"""Shared helpers for the reports tests (the ``report_plugins`` fixture is registered for every
+test in tests/conftest.py through ``pytest_plugins``)."""
 
 from __future__ import annotations
 
