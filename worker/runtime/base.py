@@ -147,7 +147,9 @@ class NotifyTask(Task):
 
     def _check_arguments(self, args: tuple, kwargs: dict) -> None:
         """Refuse arguments the task does not take, or lacks, as bad input (never a TypeError)."""
-        signature = inspect.signature(self.run)
+        signature = self.__dict__.get("_run_signature")
+        if signature is None:  # worked out once per task (tens of microseconds)
+            signature = self.__dict__["_run_signature"] = inspect.signature(self.run)
         try:
             signature.bind(*args, **kwargs)
         except TypeError:

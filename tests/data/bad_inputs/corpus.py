@@ -30,6 +30,7 @@ RELEASE_DUE_TASK = "notify.csv.release_due"
 SWEEP_LETTERS_TASK = "notify.letters.sweep_transient"
 RECONCILE_TASK = "notify.jobs.reconcile"
 SAVE_BATCH_TASK = "notify.notifications.save_batch"
+REPLAY_ROWS_TASK = "notify.csv.replay_rows"
 
 TEMPLATE_ID = "f6d9a4d2-8a1f-4c5e-9a85-0fd7c7b0c0a1"
 SMS = {"id": TEMPLATE_ID, "type": "sms", "placeholders": ["name"]}
@@ -616,6 +617,7 @@ def _missing(task: str, kwargs: dict[str, Any], name: str) -> Case:
 # Every task refuses arguments it does not take, or lacks, as bad input: never a TypeError
 # recorded as an internal error in the dead letters.
 CANCEL = {"service_id": "{service_id}", "upload_id": "{upload_id}"}
+REPLAY = {**CANCEL, "first_row": 1, "last_row": 10}
 ARGUMENT_CASES = [
     _unknown(CSV_TASK, csv_job()),
     _missing(CSV_TASK, csv_job(), "template"),
@@ -623,6 +625,8 @@ ARGUMENT_CASES = [
     _unknown(CANCEL_TASK, CANCEL),
     _missing(CANCEL_TASK, CANCEL, "upload_id"),
     _unknown(RELEASE_DUE_TASK, {}),
+    _unknown(REPLAY_ROWS_TASK, REPLAY),
+    _missing(REPLAY_ROWS_TASK, REPLAY, "last_row"),
     _unknown(LETTER_TASK, letter(), code="unknown_argument"),
     _unknown(SWEEP_LETTERS_TASK, {}, code="unknown_argument"),
     _unknown(REPORT_TASK, report()),
