@@ -29,7 +29,7 @@ def test_sweep_killed_half_way_is_finished_by_the_redelivery(
         concurrency=1,
         queues=QUEUE,
         NOTIFY_REFERENCE_CHECK="tests.plugins.reference_check:check",
-        FAKE_REFERENCE_CHECK_DELAY="0.7",
+        FAKE_REFERENCE_CHECK_DELAY="3",
     )
     keys = set(seed("email-attachments", (f"{SERVICE}/{new_id()}" for _ in range(3000)), 30))
     sent = celery_app.send_task(
