@@ -74,7 +74,7 @@ def hosts(tmp_path: Path, moto_endpoint: str, short_stale: None) -> Iterator[Cal
     """Factory ``start(queue, **env)``: a prefork worker leading its own process group."""
     started: list[WorkerProcess] = []
 
-    def start(queue: str, **overrides: str) -> WorkerProcess:
+    def start(queue: str, extra_args: tuple[str, ...] = (), **overrides: str) -> WorkerProcess:
         env = dict(os.environ)
         env.update(
             S3_ENDPOINT_URL=moto_endpoint,
@@ -88,6 +88,7 @@ def hosts(tmp_path: Path, moto_endpoint: str, short_stale: None) -> Iterator[Cal
             concurrency=1,
             queues=queue,
             hostname=f"host{len(started) + 1}-{uuid.uuid4().hex[:6]}@%h",
+            extra_args=extra_args,
             process_group=True,
         )
         started.append(handle)
@@ -140,12 +141,22 @@ def assert_lease_superseded(redis_client: Any, task_id: str) -> None:
     assert "tag" not in record
 
 
-def replay_original(result: Any, name: str, kwargs: dict[str, Any], queue: str) -> dict:
+def replay_original(
+    result: Any, name: str, kwargs: dict[str, Any], queue: str, worker: WorkerProcess
+) -> None:
     """The dead machine's own message (generation 0, same id), as Redis hands it out again
-    once the visibility timeout has passed: it must be dropped, not run."""
-    result.forget()
-    again = send(name, kwargs, queue, task_id=result.id)
-    return again.get(timeout=30)
+    once the visibility timeout has passed: it must be dropped, not run, and must leave the
+    re-sent run's result in place."""
+    before = result.get(timeout=5)
+    send(name, kwargs, queue, task_id=result.id)
+    wait_for(
+        lambda: "an older delivery of a re-sent task; dropped" in worker.log(),
+        30,
+        "the old delivery to be dropped",
+    )
+    from worker.runtime.app import app
+
+    assert app.AsyncResult(result.id).get(timeout=5) == before
 
 
 def test_letter_move_of_a_dead_machine_runs_again_within_minutes(hosts, s3, redis_client, tmp_path):
@@ -154,8 +165,9 @@ def test_letter_move_of_a_dead_machine_runs_again_within_minutes(hosts, s3, redi
     queue = private_queue("lease-letters")
     first = hosts(
         queue,
-        NOTIFY_TEST_LETTERS_PAUSE_AFTER_COPY=str(marker),
-        NOTIFY_TEST_LETTERS_PAUSE_SECONDS="120",
+        extra_args=("--include=tests.plugins.letters_pause",),  # pauses after the copy
+        LETTERS_PAUSE_MARKER=str(marker),
+        LETTERS_PAUSE_SECONDS="120",
     )
     result = send(queues.LETTERS_MOVE_TRANSIENT, letter.args(), queue)
     wait_for(marker.exists, 60, "the move to pause between copy and delete")
@@ -164,7 +176,7 @@ def test_letter_move_of_a_dead_machine_runs_again_within_minutes(hosts, s3, redi
 
     first.kill_group()  # the machine goes: parent and pool child in the same instant
     killed = time.monotonic()
-    hosts(queue)
+    second = hosts(queue)
     with reconciling() as passes:
         outcome = result.get(timeout=60)
     elapsed = time.monotonic() - killed
@@ -179,8 +191,7 @@ def test_letter_move_of_a_dead_machine_runs_again_within_minutes(hosts, s3, redi
     assert not exists(s3, transient(), letter.key)
     assert_lease_superseded(redis_client, result.id)
 
-    dropped = replay_original(result, queues.LETTERS_MOVE_TRANSIENT, letter.args(), queue)
-    assert dropped == {"status": "skipped", "reason": "superseded"}
+    replay_original(result, queues.LETTERS_MOVE_TRANSIENT, letter.args(), queue, second)
     assert keys_in(s3, letters_bucket()) == [DEST_KEY]
 
 
@@ -200,7 +211,7 @@ def test_report_of_a_dead_machine_is_written_once_by_another(hosts, s3, redis_cl
     wait_for(lambda: key in pending_uploads(), 30, "the first parts to be uploaded")
     first.kill_group()
     killed = time.monotonic()
-    hosts(queue)
+    second = hosts(queue)
     with reconciling() as passes:
         value = result.get(timeout=60)
     elapsed = time.monotonic() - killed
@@ -214,8 +225,7 @@ def test_report_of_a_dead_machine_is_written_once_by_another(hosts, s3, redis_cl
     assert [int(r[0]) for r in records[1:]] == list(range(1, 301))
     assert_lease_superseded(redis_client, result.id)
 
-    dropped = replay_original(result, queues.REPORTS_GENERATE, kwargs, queue)
-    assert dropped == {"status": "skipped", "reason": "superseded"}
+    replay_original(result, queues.REPORTS_GENERATE, kwargs, queue, second)
     assert len(read_report(key)) == 301
 
 

@@ -109,9 +109,10 @@ class NotifyTask(Task):
                 and leases.superseded(task_id, request.get(leases.GENERATION_HEADER))
             ):
                 # Re-sent by the reconciler after its worker went silent: the newer delivery
-                # runs it (worker/runtime/leases.py).
-                logger.info("an older delivery of a re-sent task; dropped")
-                return {"status": "skipped", "reason": "superseded"}
+                # runs it (worker/runtime/leases.py). Ignore: acknowledged, and no result stored
+                # over the one the re-sent run left under the same task id.
+                logger.warning("an older delivery of a re-sent task; dropped")
+                raise Ignore()
             if task_id and not request.called_directly and self._over_redelivery_cap():
                 return self._dead_letter(
                     kwargs,

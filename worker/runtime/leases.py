@@ -19,7 +19,8 @@ requeues its message), but when the whole machine goes nothing requeues anything
   higher (message header ``notify_lease_generation``).
 * **Old deliveries dropped.** The record keeps the highest generation sent. A delivery of an
   older generation (the dead machine's message, handed out again by Redis an hour later) is
-  acknowledged and dropped with a ``skipped``/``superseded`` result, never run.
+  acknowledged and dropped (Celery's ``Ignore``: no result stored over the re-sent run's),
+  never run.
 
 A worker that was only cut off (a partition) and comes back may still finish its own delivery
 while the re-sent one runs: the leased workflows are idempotent (a letter is moved exactly once,
@@ -40,7 +41,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
-from celery import signals
+from celery import current_app, signals
 
 from worker.runtime import queues
 from worker.runtime.redis_state import get_redis, key
@@ -295,10 +296,7 @@ def resend_stale_tasks(*, app: Any = None, now: float | None = None) -> list[str
     Publish first, then raise the generation: a reconciler that dies in between leaves a
     duplicate (harmless), never a task that nobody will run.
     """
-    if app is None:
-        from worker.runtime.app import app as default_app
-
-        app = default_app
+    app = app or current_app
     settings = get_worker_settings()
     now = time.time() if now is None else now
     cutoff = now - settings.job_stale_seconds
