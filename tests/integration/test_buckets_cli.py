@@ -133,3 +133,17 @@ def test_check_without_credentials_says_how_to_fix_it(fresh_server):
         assert f"({name}): not checked: no AWS credentials found" in out.stderr
     assert "IAM role" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_create_dry_run_prints_the_plan_and_creates_nothing(fresh_server):
+    planned = run_cli("buckets", "create", "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert "would change  test-mou  (mou)" in planned.stdout
+    assert "would change: versioning off -> Enabled" in planned.stdout
+    assert "dry run: 10 of 10 buckets would change; nothing written" in planned.stdout
+    assert fresh_server.list_buckets()["Buckets"] == []
+    created = run_cli("buckets", "create")
+    assert "changed: created the bucket in eu-west-1" in created.stdout
+    again = run_cli("buckets", "create", "--dry-run")
+    assert "dry run: 0 of 10 buckets would change" in again.stdout
+    assert "left:    no TLS-only / encrypted-writes bucket policy" in again.stdout
