@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import Celery
+from celery import Celery, current_app
 
 from storage.objects import open_stream
 from tasks.csv_batches.fanout import MAX_BATCH_ROWS, BatchEncoder, BatchPublisher
@@ -58,10 +58,7 @@ def dispatch(
     max_rows: int,
 ) -> Counters:
     """Pass 2: validate rows after ``checkpoint`` and publish the valid ones in batches."""
-    if app is None:
-        from worker.runtime.app import app as default_app
-
-        app = default_app
+    app = app or current_app
     upload_id = spec.upload_id
     dispatched = counters.dispatched
     invalid = counters.invalid
