@@ -347,3 +347,34 @@ def test_parse_batch_keeps_rows_as_sent():
     upload_id = str(uuid.uuid4())
     parsed = parse_batch(make_batch(upload_id, 3, 2))
     assert (parsed.upload_id, parsed.first_row(), len(parsed.rows)) == (upload_id, 3, 2)
+
+
+def test_a_partly_stored_batch_adds_only_its_missing_rows(pg_url):
+    upload_id = str(uuid.uuid4())
+    assert sink.save_batch(make_batch(upload_id, 1, 500))["stored"] == 500
+    # A re-sent batch overlapping the stored rows: the plain insert fails, the second stores
+    # only the missing 500.
+    assert sink.save_batch(make_batch(upload_id, 1, 1000))["stored"] == 500
+    assert count_and_distinct(pg_url, upload_id) == (1000, 1000)
+    twice = make_batch(upload_id, 1001, 10)
+    twice["rows"] += twice["rows"][:3]  # the same ids twice in one batch
+    assert sink.save_batch(twice)["stored"] == 10
+
+
+def test_the_same_batch_stored_at_the_same_moment_is_stored_once(pg_url):
+    upload_id = str(uuid.uuid4())
+    batch = make_batch(upload_id, 1, 1000)
+    results: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def save() -> None:
+        barrier.wait(10)
+        results.append(sink.save_batch(batch)["stored"])
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == [0, 0, 0, 1000]
+    assert count_and_distinct(pg_url, upload_id) == (1000, 1000)
