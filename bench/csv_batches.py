@@ -133,20 +133,26 @@ def _warmup_csv(kind: str) -> bytes:
         return path.read_bytes()
 
 
-def end_to_end(files: list[tuple[str, int, Path]], max_rows: int, cold: bool = False) -> list[dict]:
-    import redis
-
+def end_to_end(
+    files: list[tuple[str, int, Path]],
+    max_rows: int,
+    cold: bool = False,
+    redis_url: str | None = None,
+) -> list[dict]:
+    """``redis_url``: a Redis already running (e.g. over TLS, bench/redis_tls.py); by default a
+    private redis-server of the stack's own."""
     from storage import admin
     from storage.client import get_client
     from storage.keys import csv_upload_key
     from storage.settings import get_settings
     from worker.client import NotifyClient
     from worker.local.stack import local_stack
-    from worker.runtime import queues
+    from worker.runtime import queues, redis_urls
+    from worker.runtime.settings import get_worker_settings
 
     os.environ["NOTIFY_CSV_MAX_ROWS"] = str(max_rows)
     # A private Redis: never someone else's.
-    os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    os.environ["REDIS_URL"] = redis_url or "redis://127.0.0.1:1/0"
     results = []
     with (
         tempfile.TemporaryDirectory(prefix="csv-bench-") as workdir,
@@ -155,7 +161,9 @@ def end_to_end(files: list[tuple[str, int, Path]], max_rows: int, cold: bool = F
         admin.create_buckets()
         client = get_client()
         bucket = get_settings().bucket("csv-upload")
-        broker = redis.Redis.from_url(stack.redis_url)
+        broker = redis_urls.make_client(
+            stack.redis_url, get_worker_settings(), decode_responses=False
+        )
         sink_queues = [queues.DATABASE_TASKS, queues.bulk_queue(queues.DATABASE_TASKS)]
         for kind, rows, path in files:
             upload_id = str(uuid.uuid4())
