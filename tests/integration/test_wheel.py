@@ -60,6 +60,7 @@ def test_the_wheel_holds_the_code_and_its_data_and_no_tests(built):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the clean install downloads every dependency on a cold pip cache
 def test_a_clean_venv_installs_it_and_runs_help_and_the_demo(built, tmp_path):
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
