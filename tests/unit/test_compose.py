@@ -15,7 +15,7 @@ COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 
 def test_services_and_environment():
     config = yaml.safe_load(COMPOSE.read_text())
-    services = config["services"]
+    services = {k: v for k, v in config["services"].items() if not v.get("profiles")}
     assert set(services) == {"redis", "s3", "bucket-init", "worker", "beat"}
     assert services["bucket-init"]["command"] == ["buckets", "create"]
     assert services["worker"]["command"][0] == "worker"
@@ -25,6 +25,58 @@ def test_services_and_environment():
         assert env["S3_ENDPOINT_URL"] == "http://s3:5000"
         assert env["REDIS_URL"].startswith("redis://redis:6379")
     assert "noeviction" in services["redis"]["command"]
+
+
+def test_ha_profile_primary_replica_sentinels_and_clients_through_them():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    ha = {name for name, service in services.items() if service.get("profiles") == ["ha"]}
+    assert ha == {
+        "redis-primary",
+        "redis-replica",
+        "sentinel-1",
+        "sentinel-2",
+        "sentinel-3",
+        "worker-ha",
+        "beat-ha",
+    }
+    assert services["redis-replica"]["command"][-4:-2] == ["--replicaof", "redis-primary"]
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        script = services[name]["command"][0]
+        assert "sentinel monitor mymaster redis-primary 6379 2" in script
+        assert script.rstrip().endswith("--sentinel")
+    for name in ("worker-ha", "beat-ha"):
+        env = services[name]["environment"]
+        parts = env["REDIS_URL"].split(";")
+        assert [p.split("@")[-1].split("/")[0] for p in parts] == [
+            "sentinel-1:26379",
+            "sentinel-2:26379",
+            "sentinel-3:26379",
+        ]
+        assert env["NOTIFY_REDIS_SENTINEL_MASTER"] == "mymaster"
+        assert env["S3_ENDPOINT_URL"] == "http://s3:5000"
+
+
+def _compose_client() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, text=True, check=False
+        )
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+@pytest.mark.skipif(_compose_client() is None, reason="no docker compose client")
+def test_compose_ha_profile_config_validates():
+    out = subprocess.run(
+        [*_compose_client(), "-f", str(COMPOSE), "--profile", "ha", "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.skipif(not shutil.which("docker-compose"), reason="no docker-compose client")

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import click
-from kombu.utils.url import maybe_sanitize_url
 from rich.table import Table
 
 from worker.cli.output import console
+from worker.runtime.settings import sanitize_url
 
 
 @click.command("demo")
@@ -35,7 +35,7 @@ def demo_command(keep: bool, workdir: Path | None, concurrency: int) -> None:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="notify-demo-"))
     started = time.monotonic()
     with local_stack(workdir) as stack:
-        console.print(f"Redis   {maybe_sanitize_url(stack.redis_url)}")
+        console.print(f"Redis   {sanitize_url(stack.redis_url)}")
         console.print(f"S3      {stack.s3_endpoint or 'AWS (default endpoint)'}")
         names = admin.create_buckets()
         check = admin.check_buckets()
@@ -76,7 +76,8 @@ def demo_command(keep: bool, workdir: Path | None, concurrency: int) -> None:
             console.print(f"[red]problem:[/] {problem}")
         if keep:
             console.print(
-                f"stack is up (Redis {stack.redis_url}, S3 {stack.s3_endpoint}); Ctrl-C to stop"
+                f"stack is up (Redis {sanitize_url(stack.redis_url)}, S3 {stack.s3_endpoint}); "
+                "Ctrl-C to stop"
             )
             try:
                 while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from storage.errors import ConfigurationError
@@ -69,12 +69,13 @@ def _ca_file(env: Mapping[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    redis_url: str
-    result_backend_url: str
-    state_redis_url: str
+    # URLs may carry passwords: kept out of repr(), so a logged settings object shows none.
+    redis_url: str = field(repr=False)
+    result_backend_url: str = field(repr=False)
+    state_redis_url: str = field(repr=False)
     redis_ca_file: str | None
     sentinel_master: str
-    sentinel_password: str | None
+    sentinel_password: str | None = field(repr=False)
     visibility_timeout: int
     task_time_limit: int
     task_soft_time_limit: int
