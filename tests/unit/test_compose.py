@@ -39,7 +39,9 @@ def test_ha_profile_primary_replica_sentinels_and_clients_through_them():
         "worker-ha",
         "beat-ha",
     }
-    assert services["redis-replica"]["command"][-4:-2] == ["--replicaof", "redis-primary"]
+    replica = services["redis-replica"]["command"]
+    at = replica.index("--replicaof")
+    assert replica[at + 1 : at + 3] == ["redis-primary", "6379"]
     for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
         script = services[name]["command"][0]
         assert "sentinel monitor mymaster redis-primary 6379 2" in script
