@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_ha_profile_primary_replica_sentinels_and_clients_through_them():
     for name in ("worker-ha", "beat-ha"):
         env = services[name]["environment"]
         parts = env["REDIS_URL"].split(";")
-        assert [p.split("@")[-1].split("/")[0] for p in parts] == [
+        assert [urlsplit(p).netloc.split("@")[-1] for p in parts] == [
             "sentinel-1:26379",
             "sentinel-2:26379",
             "sentinel-3:26379",
