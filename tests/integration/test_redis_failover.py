@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -178,6 +179,12 @@ def test_primary_killed_mid_csv_job_every_row_stored_once(
                 "resends": int(final.get("resends") or 0),
                 "resumed_log_lines": logs.count("resuming after row"),
                 "resend_log_lines": logs.count("re-sending the rows of finished job"),
+                # What the sink was missing when the reconciler re-sent the rows: batches lost
+                # in flight (deliveries whose acknowledgement or store the failover cut).
+                "rows_missing_at_resend": [
+                    int(d) - int(s)
+                    for d, s in re.findall(r"(\d+) rows dispatched, (\d+) stored", logs)
+                ],
                 "rows_stored": len(numbers),
             },
         )
