@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -26,6 +27,13 @@ _original = kombu_redis.Channel._connparams
 
 
 def _connparams(self: Any, asynchronous: bool = False) -> dict[str, Any]:
+    if getattr(self.connection, "client", None) is None:
+        # A channel closed after its connection was lost (a Redis failover) may still try to
+        # restore its unacknowledged messages through a new pool, and kombu has cleared the
+        # connection's client by then: its AttributeError would end the worker ("Unrecoverable
+        # error"). A connection error is what Celery expects there; it carries on, and the
+        # messages stay in ``unacked`` for the next restore.
+        raise redis.ConnectionError("the broker connection is closed")
     params = _original(self, asynchronous=asynchronous)
     if asynchronous:
         params["retry"] = Retry(NoBackoff(), 0)
