@@ -33,7 +33,7 @@ def add_fast_entry(queue: str, redis_url: str) -> None:
 
     from worker.runtime import beat
 
-    app = Celery("beat-test", broker=redis_url)
+    app = Celery("beat-test", broker=redis_url, set_as_current=False)
     app.conf.update(redbeat_redis_url=redis_url, redbeat_key_prefix=beat.KEY_PREFIX)
     RedBeatSchedulerEntry(
         "ops-test-tick",

@@ -33,7 +33,7 @@ def broker(monkeypatch, private_redis_url):
 
 
 def send(url: str, queue: str, count: int) -> None:
-    sender = Celery("status-test", broker=url)
+    sender = Celery("status-test", broker=url, set_as_current=False)
     sender.conf.task_serializer = "json"
     for n in range(count):
         sender.send_task("notify.test.nothing", kwargs={"n": n}, queue=queue)
