@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.csv_batches.store import notification_store, parse_batch
+from tasks.csv_batches.store import notification_store
+from tasks.csv_batches.store.batch import parse_batch
 from worker.runtime import queues
 from worker.runtime.app import app
 

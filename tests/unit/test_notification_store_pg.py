@@ -17,7 +17,8 @@ from psycopg import errors as pg
 from storage.errors import ConfigurationError, InvalidInput, TransientError
 from tasks.csv_batches import sink
 from tasks.csv_batches import state as st
-from tasks.csv_batches.store import notification_store, parse_batch
+from tasks.csv_batches.store import notification_store
+from tasks.csv_batches.store.batch import parse_batch
 from tasks.csv_batches.store.postgres import MAX_RECIPIENT_CHARS, PostgresStore
 from tests.db_fixtures import (
     _admin_connection,

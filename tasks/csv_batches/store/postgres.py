@@ -33,7 +33,7 @@ from psycopg.errors import UniqueViolation
 
 from storage.errors import InvalidInput
 from storage.keys import require_uuid
-from tasks.csv_batches.store import Batch, bad_batch
+from tasks.csv_batches.store.batch import Batch, bad_batch
 from tasks.csv_batches.store.redis_hash import record_stored
 from worker.runtime.database import connection
 

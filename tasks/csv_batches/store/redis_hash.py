@@ -13,7 +13,7 @@ import json
 import time
 
 from tasks.csv_batches import state as st
-from tasks.csv_batches.store import ROW_FIELDS, Batch
+from tasks.csv_batches.store.batch import ROW_FIELDS, Batch
 from worker.runtime.redis_state import get_redis
 from worker.runtime.settings import get_worker_settings
 
