@@ -114,17 +114,20 @@ def test_publish_stamps_the_send_time():
 
 def test_beat_gauges_from_redis(redis_client, monkeypatch):
     """Queue lengths (priority lists included), oldest message age, dead letters and the last
-    transient-letter sweep, as beat's exporter reports them."""
+    transient-letter sweep, as beat's exporter reports them. The queues are named for this test:
+    a worker of the session consumes the real ones."""
     from prometheus_client.core import GaugeMetricFamily
 
     monkeypatch.setattr(metrics, "_broker_client", lambda: redis_client)
-    monkeypatch.setattr(metrics, "monitored_queues", lambda: ["letters", "reports"])
+    monkeypatch.setattr(
+        metrics, "monitored_queues", lambda: ["gauge-test-letters", "gauge-test-reports"]
+    )
     metrics._tail_seen.clear()
     sent = time.time() - 120
     message = {"headers": {"id": "t1", metrics.SENT_AT_HEADER: sent}, "body": "e30="}
-    redis_client.lpush("letters", json.dumps(message))
-    redis_client.lpush("letters", json.dumps({"headers": {"id": "t2"}}))
-    redis_client.lpush("letters\x06\x163", json.dumps({"headers": {"id": "t3"}}))
+    redis_client.lpush("gauge-test-letters", json.dumps(message))
+    redis_client.lpush("gauge-test-letters", json.dumps({"headers": {"id": "t2"}}))
+    redis_client.lpush("gauge-test-letters\x06\x163", json.dumps({"headers": {"id": "t3"}}))
     redis_client.hset("notify:deadletter", mapping={"a": "{}", "b": "{}"})
     redis_client.hset(
         metrics.TRANSIENT_SWEEP_KEY,
@@ -135,10 +138,10 @@ def test_beat_gauges_from_redis(redis_client, monkeypatch):
         assert isinstance(family, GaugeMetricFamily)
         for s in family.samples:
             found[(s.name, tuple(s.labels.values()))] = s.value
-    assert found[("notify_queue_messages", ("letters",))] == 3
-    assert found[("notify_queue_messages", ("reports",))] == 0
-    assert 119 < found[("notify_queue_oldest_message_age_seconds", ("letters",))] < 200
-    assert found[("notify_queue_oldest_message_age_seconds", ("reports",))] == 0
+    assert found[("notify_queue_messages", ("gauge-test-letters",))] == 3
+    assert found[("notify_queue_messages", ("gauge-test-reports",))] == 0
+    assert 119 < found[("notify_queue_oldest_message_age_seconds", ("gauge-test-letters",))] < 200
+    assert found[("notify_queue_oldest_message_age_seconds", ("gauge-test-reports",))] == 0
     assert found[("notify_deadletters", ())] == 2
     assert found[("notify_transient_letters_overdue", ())] == 2
     assert found[("notify_transient_letter_oldest_age_seconds", ())] > 24 * 365 * 3600
