@@ -56,6 +56,7 @@ pytest_plugins = [
     "tests.cleanup_fixtures",
     "tests.db_fixtures",
     "tests.beat_fixtures",
+    "tests.ops_fixtures",
 ]
 
 DATA = Path(__file__).parent / "data"

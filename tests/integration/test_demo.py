@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.ops_fixtures import run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_demo_runs_every_workflow(tmp_path):
-    env = dict(os.environ)
-    env.pop("S3_ENDPOINT_URL", None)  # the demo brings its own embedded S3
-    # Its own Redis database: the session's thread worker must not take the demo's tasks.
-    env["REDIS_URL"] = env["REDIS_URL"].rsplit("/", 1)[0] + "/7"
-    out = subprocess.run(
-        [sys.executable, "-m", "worker", "demo", "--workdir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
-        check=False,
-    )
+    out = run_demo(tmp_path, redis_db=7)
     text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-6000:]
     for line in [
         "CSV job (sms)",
         "ok: 4865 rows dispatched, 135",

@@ -12,7 +12,7 @@ import pytest
 from storage.errors import InvalidInput
 from worker.runtime import queues
 from worker.runtime.app import app
-from worker.runtime.logs import CONTEXT_FIELDS, ContextFilter
+from worker.runtime.logs import CONTEXT_FIELDS
 
 pytestmark = pytest.mark.integration
 
@@ -25,26 +25,6 @@ def logs_ids(service_id: str, upload_id: str, recipient: str, fail: bool = False
     if fail:
         raise InvalidInput("reference must be 1-32 characters of A-Z and 0-9.", code="bad_ref")
     return {"status": "ok"}
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.addFilter(ContextFilter())
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.format(record)  # renders exc text and the message, as a real handler would
-        self.records.append(record)
-
-
-@pytest.fixture
-def captured():
-    handler = Capture()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield handler
-    root.removeHandler(handler)
 
 
 def test_thread_worker_lines_carry_the_ids(celery_worker, redis_client, captured):

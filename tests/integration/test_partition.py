@@ -30,8 +30,9 @@ from typing import Any
 import pytest
 
 from tasks.csv_batches import state as st
-from tests.csv_fixtures import csv_text, head, job_kwargs, sms_rows, upload
+from tests.csv_fixtures import csv_text, head, job_kwargs, sms_rows, upload, worker_settings
 from tests.netproxy import TcpProxy
+from tests.reliability_fixtures import wait_for
 from tests.reports_fixtures import ROOT
 from worker.local.stack import WorkerProcess, start_worker_process
 from worker.runtime import queues
@@ -46,29 +47,10 @@ VALID = ROWS - ROWS // BAD_EVERY
 S3_RATE = 120_000  # bytes/s through host A's S3 proxy: each pass over the ~0.5 MB file ~4 s
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 @pytest.fixture
-def short_stale() -> Iterator[None]:
-    from worker.runtime.settings import reload_worker_settings
-
-    saved = os.environ.get("NOTIFY_JOB_STALE_SECONDS")
-    os.environ["NOTIFY_JOB_STALE_SECONDS"] = str(STALE_SECONDS)
-    reload_worker_settings()
-    yield
-    if saved is None:
-        os.environ.pop("NOTIFY_JOB_STALE_SECONDS", None)
-    else:
-        os.environ["NOTIFY_JOB_STALE_SECONDS"] = saved
-    reload_worker_settings()
+def short_stale(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with worker_settings(monkeypatch, NOTIFY_JOB_STALE_SECONDS=str(STALE_SECONDS)):
+        yield
 
 
 @pytest.fixture
@@ -174,7 +156,7 @@ def test_a_host_cut_off_mid_job_loses_it_writes_nothing_and_rejoins(
             job = st.read_job(upload_id) or {}
             return job.get("status") == "running" and int(job.get("checkpoint") or 0) >= 1000
 
-        wait_for(dispatching, 60, "host A to be half-way through dispatching")
+        wait_for(dispatching, 60, what="host A to be half-way through dispatching")
         for proxy in (redis_proxy, s3_proxy):
             proxy.blackhole(drop_established=mode == "reset")
         cut_at = time.monotonic()
@@ -192,7 +174,7 @@ def test_a_host_cut_off_mid_job_loses_it_writes_nothing_and_rejoins(
             wait_for(
                 lambda: (st.read_job(upload_id) or {}).get("status") == "finished",
                 60,
-                "host B to finish the job",
+                what="host B to finish the job",
             )
             taken_over_in = time.monotonic() - cut_at
             # Host B's run resumed after host A's checkpoint, on another lease.
@@ -215,7 +197,7 @@ def test_a_host_cut_off_mid_job_loses_it_writes_nothing_and_rejoins(
             wait_for(
                 lambda: stored_ids(redis_client, upload_id) == expected_ids(upload_id),
                 60,
-                "every valid row stored",
+                what="every valid row stored",
             )
 
             # Host A rejoins and takes new work (a queue only it consumes).

@@ -241,24 +241,11 @@ def test_connections_terminated_during_a_job(s3, redis_client, rel_workers, pg_u
 
 @pytest.mark.slow
 def test_the_demo_uses_postgres_when_the_database_url_is_set(tmp_path, pg_url):
-    import os
-    import subprocess
-    import sys
+    from tests.ops_fixtures import run_demo
 
-    env = dict(os.environ)  # NOTIFY_DATABASE_URL is this module's database
-    env.pop("S3_ENDPOINT_URL", None)  # the demo brings its own embedded S3
-    env["REDIS_URL"] = env["REDIS_URL"].rsplit("/", 1)[0] + "/8"  # away from the thread worker
     truncate(pg_url)
-    out = subprocess.run(
-        [sys.executable, "-m", "worker", "demo", "--workdir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
-        check=False,
-    )
+    out = run_demo(tmp_path, redis_db=8)  # NOTIFY_DATABASE_URL is this module's database
     text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-6000:]
     assert "PostgreSQL table notifications" in text
     assert "4,865 in the postgresql store" in text and "390 in the postgresql store" in text
     assert "ok: 4865 rows" in text  # the notifications report, read from the table

@@ -12,7 +12,6 @@ from celery import signals
 from tests.csv_fixtures import SERVICE_ID, csv_text, sms_rows, upload, wait_for
 from worker.runtime import queues
 from worker.runtime.app import app
-from worker.runtime.logs import ContextFilter
 
 pytestmark = pytest.mark.integration
 
@@ -22,25 +21,6 @@ def request_echo(service_id: str) -> dict:
     logging.getLogger("tasks.test").info("first line")
     logging.getLogger("tasks.test").warning("second line")
     return {"status": "ok"}
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.addFilter(ContextFilter())
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def captured():
-    handler = Capture()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield handler
-    root.removeHandler(handler)
 
 
 def test_every_line_of_the_task_carries_the_request_id(celery_worker, redis_client, captured):

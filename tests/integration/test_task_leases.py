@@ -24,8 +24,10 @@ import pytest
 from tests.cleanup_fixtures import SERVICE as CLEANUP_SERVICE
 from tests.cleanup_fixtures import audit_lines, new_id, seed
 from tests.cleanup_fixtures import keys_in as cleanup_keys
+from tests.csv_fixtures import worker_settings
 from tests.letters_fixtures import DEST_KEY, exists, keys_in, letters_bucket, put_letter, read
 from tests.letters_fixtures import transient_bucket as transient
+from tests.reliability_fixtures import wait_for
 from tests.reports_fixtures import (
     ROOT,
     SERVICE,
@@ -44,29 +46,10 @@ RECONCILE_EVERY = 1.0
 RECOVERY_BOUND_SECONDS = 30
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
-def short_stale() -> Iterator[None]:
-    from worker.runtime.settings import reload_worker_settings
-
-    saved = os.environ.get("NOTIFY_JOB_STALE_SECONDS")
-    os.environ["NOTIFY_JOB_STALE_SECONDS"] = str(STALE_SECONDS)
-    reload_worker_settings()
-    yield
-    if saved is None:
-        os.environ.pop("NOTIFY_JOB_STALE_SECONDS", None)
-    else:
-        os.environ["NOTIFY_JOB_STALE_SECONDS"] = saved
-    reload_worker_settings()
+def short_stale(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with worker_settings(monkeypatch, NOTIFY_JOB_STALE_SECONDS=str(STALE_SECONDS)):
+        yield
 
 
 @pytest.fixture
@@ -134,7 +117,7 @@ def send(name: str, kwargs: dict[str, Any], queue: str, **options: Any) -> Any:
 def assert_lease_superseded(redis_client: Any, task_id: str) -> None:
     # The re-sent delivery finished: its worker releases the lease on its next beat.
     wait_for(
-        lambda: redis_client.zscore(leases.LIVE_KEY, task_id) is None, 10, "the lease released"
+        lambda: redis_client.zscore(leases.LIVE_KEY, task_id) is None, 10, what="the lease released"
     )
     record = redis_client.hgetall(leases.record_key(task_id))
     assert record["generation"] == "1", record  # kept: older deliveries are recognised
@@ -152,7 +135,7 @@ def replay_original(
     wait_for(
         lambda: "an older delivery of a re-sent task; dropped" in worker.log(),
         30,
-        "the old delivery to be dropped",
+        what="the old delivery to be dropped",
     )
     from worker.runtime.app import app
 
@@ -170,7 +153,7 @@ def test_letter_move_of_a_dead_machine_runs_again_within_minutes(hosts, s3, redi
         LETTERS_PAUSE_SECONDS="120",
     )
     result = send(queues.LETTERS_MOVE_TRANSIENT, letter.args(), queue)
-    wait_for(marker.exists, 60, "the move to pause between copy and delete")
+    wait_for(marker.exists, 60, what="the move to pause between copy and delete")
     assert exists(s3, letters_bucket(), DEST_KEY) and exists(s3, transient(), letter.key)
     assert redis_client.zscore(leases.LIVE_KEY, result.id) is not None  # leased, beating
 
@@ -208,7 +191,7 @@ def test_report_of_a_dead_machine_is_written_once_by_another(hosts, s3, redis_cl
         "params": {"rows": 300, "delay": 0.015},
     }
     result = send(queues.REPORTS_GENERATE, kwargs, queue)
-    wait_for(lambda: key in pending_uploads(), 30, "the first parts to be uploaded")
+    wait_for(lambda: key in pending_uploads(), 30, what="the first parts to be uploaded")
     first.kill_group()
     killed = time.monotonic()
     second = hosts(queue)
@@ -241,7 +224,7 @@ def test_cleanup_sweep_of_a_dead_machine_is_finished_by_another(hosts, s3, redis
     )
     kwargs = {"bucket": "email-attachments", "dry_run": False}
     result = send(queues.CLEANUP_SWEEP, kwargs, queue)
-    wait_for(lambda: len(cleanup_keys("email-attachments")) <= 2000, 60, "the first batch")
+    wait_for(lambda: len(cleanup_keys("email-attachments")) <= 2000, 60, what="the first batch")
     first.kill_group()
     killed = time.monotonic()
     assert len(cleanup_keys("email-attachments")) >= 1000  # killed half-way
