@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +169,56 @@ def wipe_notify_state() -> None:
     keys = list(r.scan_iter("notify:*", count=1000))
     if keys:
         r.delete(*keys)
+
+
+@pytest.fixture
+def worker_hosts(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory ``start(name, queues, *, extra_args=(), **env)``: a prefork worker "host" leading
+    its own process group (so a test can kill the whole machine), with its own host name; ``env``
+    on top of this process's environment."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        name: str, queues: str, *, extra_args: Sequence[str] = (), **env: str
+    ) -> WorkerProcess:
+        handle = start_worker_process(
+            {**os.environ, "PYTHONPATH": str(ROOT), **env},
+            tmp_path / f"{name}.log",
+            concurrency=1,
+            queues=queues,
+            hostname=f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            extra_args=tuple(extra_args),
+            process_group=True,
+        )
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop(timeout=30)
+
+
+@contextmanager
+def reconciling(every: float = 1.0) -> Iterator[list[dict[str, Any]]]:
+    """The reconciler, as beat would run it, in a thread of this process; yields the passes'
+    results (an error as ``{"error": ...}``)."""
+    from tasks.reconcile import reconcile
+
+    passes: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                passes.append(reconcile(rebuild=False))
+            except Exception as error:
+                passes.append({"error": repr(error)})
+            stop.wait(every)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield passes
+    finally:
+        stop.set()
+        thread.join(30)

@@ -18,13 +18,9 @@ them; every valid row stored exactly once, no other row); A then takes new work.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,9 +28,8 @@ import pytest
 from tasks.csv_batches import state as st
 from tests.csv_fixtures import csv_text, head, job_kwargs, sms_rows, upload, worker_settings
 from tests.netproxy import TcpProxy
-from tests.reliability_fixtures import wait_for
-from tests.reports_fixtures import ROOT
-from worker.local.stack import WorkerProcess, start_worker_process
+from tests.reliability_fixtures import reconciling, wait_for
+from worker.local.stack import WorkerProcess
 from worker.runtime import queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -54,58 +49,21 @@ def short_stale(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, moto_endpoint: str, short_stale: None) -> Iterator[Callable[..., Any]]:
-    """Factory ``start(name, queues, redis_url, s3_endpoint, **env)``: one worker "host" (its
-    own process group and host name)."""
-    started: list[WorkerProcess] = []
+def hosts(worker_hosts: Callable[..., WorkerProcess], short_stale: None) -> Callable[..., Any]:
+    """``start(name, queues, redis_url, s3_endpoint, **env)``: one worker "host" reaching Redis
+    and S3 at the given addresses (its proxies)."""
 
     def start(name: str, queue_names: str, redis_url: str, s3_endpoint: str, **env: str):
-        environ = dict(os.environ)
-        environ.update(
+        return worker_hosts(
+            name,
+            queue_names,
             REDIS_URL=redis_url,
             S3_ENDPOINT_URL=s3_endpoint,
-            PYTHONPATH=str(ROOT),
             NOTIFY_JOB_STALE_SECONDS=str(STALE_SECONDS),
             **env,
         )
-        handle = start_worker_process(
-            environ,
-            tmp_path / f"{name}.log",
-            concurrency=1,
-            queues=queue_names,
-            hostname=f"{name}-{uuid.uuid4().hex[:6]}@%h",
-            process_group=True,
-        )
-        started.append(handle)
-        return handle
 
-    yield start
-    for handle in started:
-        handle.stop(timeout=30)
-
-
-@contextmanager
-def reconciling(every: float = 1.0) -> Iterator[list[dict[str, Any]]]:
-    from tasks.reconcile import reconcile
-
-    passes: list[dict[str, Any]] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                passes.append(reconcile(rebuild=False))
-            except Exception as error:
-                passes.append({"error": repr(error)})
-            stop.wait(every)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield passes
-    finally:
-        stop.set()
-        thread.join(30)
+    return start
 
 
 def stored_ids(redis_client: Any, upload_id: str) -> set[str]:

@@ -10,13 +10,10 @@ would, with a shorter period); ``NOTIFY_JOB_STALE_SECONDS`` is 3.
 
 from __future__ import annotations
 
-import os
-import threading
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,14 +24,13 @@ from tests.cleanup_fixtures import keys_in as cleanup_keys
 from tests.csv_fixtures import worker_settings
 from tests.letters_fixtures import DEST_KEY, exists, keys_in, letters_bucket, put_letter, read
 from tests.letters_fixtures import transient_bucket as transient
-from tests.reliability_fixtures import wait_for
+from tests.reliability_fixtures import reconciling, wait_for
 from tests.reports_fixtures import (
-    ROOT,
     SERVICE,
     pending_uploads,
     read_report,
 )
-from worker.local.stack import WorkerProcess, start_worker_process
+from worker.local.stack import WorkerProcess
 from worker.runtime import leases, queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,55 +49,23 @@ def short_stale(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, moto_endpoint: str, short_stale: None) -> Iterator[Callable[..., Any]]:
-    """Factory ``start(queue, **env)``: a prefork worker leading its own process group."""
-    started: list[WorkerProcess] = []
+def hosts(
+    worker_hosts: Callable[..., WorkerProcess], moto_endpoint: str, short_stale: None
+) -> Callable[..., WorkerProcess]:
+    """``start(queue, extra_args=(), **env)``: a prefork worker leading its own process group."""
+    numbers = itertools.count(1)
 
     def start(queue: str, extra_args: tuple[str, ...] = (), **overrides: str) -> WorkerProcess:
-        env = dict(os.environ)
-        env.update(
+        return worker_hosts(
+            f"host{next(numbers)}",
+            queue,
+            extra_args=extra_args,
             S3_ENDPOINT_URL=moto_endpoint,
-            PYTHONPATH=str(ROOT),
             NOTIFY_JOB_STALE_SECONDS=str(STALE_SECONDS),
             **overrides,
         )
-        handle = start_worker_process(
-            env,
-            tmp_path / f"host-{len(started) + 1}.log",
-            concurrency=1,
-            queues=queue,
-            hostname=f"host{len(started) + 1}-{uuid.uuid4().hex[:6]}@%h",
-            extra_args=extra_args,
-            process_group=True,
-        )
-        started.append(handle)
-        return handle
 
-    yield start
-    for handle in started:
-        handle.stop()
-
-
-@contextmanager
-def reconciling(every: float = RECONCILE_EVERY) -> Iterator[list[dict[str, Any]]]:
-    """The reconciler, as beat would run it, in a thread of this process."""
-    from tasks.reconcile import reconcile
-
-    passes: list[dict[str, Any]] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            passes.append(reconcile(rebuild=False))
-            stop.wait(every)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield passes
-    finally:
-        stop.set()
-        thread.join(30)
+    return start
 
 
 def private_queue(prefix: str) -> str:
@@ -160,7 +124,7 @@ def test_letter_move_of_a_dead_machine_runs_again_within_minutes(hosts, s3, redi
     first.kill_group()  # the machine goes: parent and pool child in the same instant
     killed = time.monotonic()
     second = hosts(queue)
-    with reconciling() as passes:
+    with reconciling(RECONCILE_EVERY) as passes:
         outcome = result.get(timeout=60)
     elapsed = time.monotonic() - killed
     print(f"kill to result: {elapsed:.1f}s")
@@ -195,7 +159,7 @@ def test_report_of_a_dead_machine_is_written_once_by_another(hosts, s3, redis_cl
     first.kill_group()
     killed = time.monotonic()
     second = hosts(queue)
-    with reconciling() as passes:
+    with reconciling(RECONCILE_EVERY) as passes:
         value = result.get(timeout=60)
     elapsed = time.monotonic() - killed
     print(f"kill to result: {elapsed:.1f}s")
@@ -229,7 +193,7 @@ def test_cleanup_sweep_of_a_dead_machine_is_finished_by_another(hosts, s3, redis
     killed = time.monotonic()
     assert len(cleanup_keys("email-attachments")) >= 1000  # killed half-way
     hosts(queue, **slow_check)
-    with reconciling() as passes:
+    with reconciling(RECONCILE_EVERY) as passes:
         value = result.get(timeout=90)
     elapsed = time.monotonic() - killed
     print(f"kill to result: {elapsed:.1f}s")
