@@ -8,6 +8,7 @@ CSV rows dispatched and invalid, letters moved (a repeated move not counted), ob
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -141,6 +142,8 @@ def test_counts_of_every_child_reach_prometheus(metered_worker, s3, tmp_path):
         # Still prove the exporter's figures; CI installs the prometheus package.
         expected = run_the_work(s3)
         check_exporter(port, expected)
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("CI installs Debian's prometheus package, but it is not there")
         pytest.skip("the Prometheus half needs Debian's prometheus package")
     with prometheus(tmp_path / "prometheus", {"worker": port}) as url:
         assert wait_for_value(url, 'up{job="worker"}', 1) == 1
