@@ -205,5 +205,7 @@ def test_cleanup_sweep_of_a_dead_machine_is_finished_by_another(hosts, s3, redis
     assert cleanup_keys("email-attachments") == set()
     lines = audit_lines()
     assert {line["key"] for line in lines} == keys  # every deletion audited
-    assert len(lines) == len(keys)  # and only once
+    # A batch is audited before it is deleted: one cut between the two (the kill landing after
+    # the second batch's audit) is audited again by the re-run, never more than that batch.
+    assert len(lines) - len(keys) in (0, 1000), len(lines)
     assert_lease_superseded(redis_client, result.id)
