@@ -1,7 +1,7 @@
 """Queue and task names: the web app's contract, in one place.
 
-The web app's client package (``client/``, ``notify_worker_client.names``) holds the same names;
-a unit test compares the two so they cannot drift apart.
+The task names come from the web app's client package (``notify_worker_client.names``); its
+queue names are base names, and a unit test compares them with these so they cannot drift apart.
 
 Each queue gets the deployment's ``NOTIFY_QUEUE_PREFIX`` (default empty) in front, read once per
 process: workers, beat, the sink and the bulk queues all use the prefixed names below, so several
@@ -73,16 +73,19 @@ def bulk_queue(queue: str) -> str:
     return queue if queue.endswith(BULK_SUFFIX) else queue + BULK_SUFFIX
 
 
-# Task names are stable: the web app sends them by name.
-CSV_PROCESS_BATCH = "notify.csv.process_batch"
-CSV_CANCEL = "notify.csv.cancel"
-CSV_RELEASE_DUE = "notify.csv.release_due"
-LETTERS_MOVE_TRANSIENT = "notify.letters.move_transient"
-LETTERS_SWEEP_TRANSIENT = "notify.letters.sweep_transient"
-REPORTS_GENERATE = "notify.reports.generate"
-CLEANUP_SWEEP = "notify.cleanup.sweep"
-JOBS_RECONCILE = "notify.jobs.reconcile"
-NOTIFICATIONS_SAVE_BATCH = "notify.notifications.save_batch"
+# Task names are stable (the web app sends them by name): the client package's, not a copy.
+from notify_worker_client.names import (  # noqa: E402 - after the prefix helpers they sit beside
+    CLEANUP_SWEEP,
+    CSV_CANCEL,
+    CSV_PROCESS_BATCH,
+    CSV_RELEASE_DUE,
+    JOBS_RECONCILE,
+    LETTERS_MOVE_TRANSIENT,
+    LETTERS_SWEEP_TRANSIENT,
+    NOTIFICATIONS_SAVE_BATCH,
+    REPORTS_GENERATE,
+)
+
 # Internal (sent by ``deadletter replay``): rebuilds a dead-lettered sink batch from its CSV.
 CSV_REPLAY_ROWS = "notify.csv.replay_rows"
 
