@@ -32,6 +32,7 @@ class FakeRequest:
         if generation is not None:
             self.request_dict[leases.GENERATION_HEADER] = generation
         self.acknowledged = False
+        self.message: Any = None
         self.hostname = "host-a@test"
 
 
@@ -78,12 +79,130 @@ def test_a_held_lease_is_beaten_and_released_once_acknowledged(keeper, redis_cli
     assert keeper.held() == []
 
 
-def test_a_request_the_worker_forgot_is_released(keeper, redis_client, monkeypatch):
-    # A lost broker connection cancels and forgets a request without acknowledging it.
+class FakeMessage:
+    """kombu's message: its state changes only once the broker took the ack or reject."""
+
+    def __init__(self, acknowledged: bool) -> None:
+        self.acknowledged = acknowledged
+
+
+def test_a_request_the_worker_forgot_keeps_its_lease_silent_for_the_reconciler(
+    keeper, redis_client, monkeypatch
+):
+    # A lost broker connection cancels and forgets a request without acknowledging it, and
+    # kombu's restore of its message may have gone to a dead server: the lease must outlive it.
     monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
     request = FakeRequest()
     keeper.register(request)
+    redis_client.zadd(leases.LIVE_KEY, {request.id: 1.0})  # its last beat, long ago
+    assert keeper.tick() == (0, 0)  # out of the worker's sets: looked at again next tick
+    assert keeper.held() == [request.id]
+    assert keeper.tick() == (0, 0)  # still gone, never acknowledged: kept, no longer beaten
+    assert keeper.held() == []
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) == 1.0
+    assert redis_client.hget(leases.record_key(request.id), "tag")
+
+    app = RecordingApp()
+    assert leases.resend_stale_tasks(app=app) == [request.id]  # re-sent by the reconciler
+    assert app.sent[0]["headers"] == {leases.GENERATION_HEADER: 1}
+    assert leases.superseded(request.id, 0)  # a late redelivery of the old message is dropped
+
+
+def test_a_request_acknowledged_between_two_ticks_is_released(keeper, redis_client, monkeypatch):
+    # Celery takes a finished request out of its sets a moment before acknowledging it.
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = FakeRequest()
+    keeper.register(request)
+    assert keeper.tick() == (0, 0)
+    request.acknowledged = True
+    request.message = FakeMessage(acknowledged=True)
     assert keeper.tick() == (0, 1)
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
+    assert keeper.held() == []
+
+
+def test_an_acknowledgement_the_broker_never_took_keeps_the_lease(
+    keeper, redis_client, monkeypatch
+):
+    # Celery marks the request acknowledged (or rejected for a requeue) even when the broker
+    # call failed on a dead connection; the message itself says whether it reached the broker.
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = FakeRequest()
+    keeper.register(request)
+    request.acknowledged = True
+    request.message = FakeMessage(acknowledged=False)
+    keeper.tick()
+    keeper.tick()
+    assert keeper.held() == []
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is not None
+    assert redis_client.hget(leases.record_key(request.id), "tag")
+
+
+def test_a_lease_record_the_state_store_lost_is_written_again(keeper, redis_client):
+    # A failover to a replica that had not yet received the record.
+    request = FakeRequest()
+    keeper.register(request)
+    redis_client.delete(leases.record_key(request.id))
+    redis_client.zrem(leases.LIVE_KEY, request.id)
+    assert keeper.tick() == (1, 0)
+    record = redis_client.hgetall(leases.record_key(request.id))
+    assert record["name"] == queues.LETTERS_MOVE_TRANSIENT and record["tag"]
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is not None
+    assert keeper.tick() == (1, 0)  # and beaten from then on
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) > time.time() - 5
+
+
+def test_a_lease_redis_refused_at_receipt_is_recorded_by_the_heartbeat(
+    keeper, redis_client, monkeypatch
+):
+    import redis
+
+    class Down:
+        def eval(self, *_: Any) -> None:
+            raise redis.ConnectionError("failing over")
+
+    real = leases.get_redis
+    monkeypatch.setattr(leases, "get_redis", lambda: Down())
+    request = FakeRequest()
+    assert not keeper.register(request)
+    assert keeper.held() == [request.id]
+    assert not redis_client.exists(leases.record_key(request.id))
+    monkeypatch.setattr(leases, "get_redis", real)
+    assert keeper.tick() == (1, 0)
+    assert redis_client.hget(leases.record_key(request.id), "tag")
+
+
+def test_a_lease_redis_refused_is_recorded_even_once_forgotten(keeper, redis_client, monkeypatch):
+    import redis
+
+    class Down:
+        def eval(self, *_: Any) -> None:
+            raise redis.ConnectionError("failing over")
+
+    real = leases.get_redis
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(leases, "get_redis", lambda: Down())
+    request = FakeRequest()
+    keeper.register(request)
+    monkeypatch.setattr(leases, "get_redis", real)
+    keeper.tick()
+    keeper.tick()
+    assert keeper.held() == []
+    assert redis_client.hget(leases.record_key(request.id), "tag")  # the reconciler will see it
+
+
+def test_a_superseded_delivery_forgotten_by_the_worker_takes_nothing_back(
+    keeper, redis_client, monkeypatch
+):
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = FakeRequest()
+    keeper.register(request)
+    leases.resend_stale_tasks(app=RecordingApp(), now=time.time() + 10_000)
+    keeper.tick()
+    keeper.tick()
+    assert keeper.held() == []
+    record = redis_client.hgetall(leases.record_key(request.id))
+    assert record["generation"] == "1" and "tag" not in record
     assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
 
 

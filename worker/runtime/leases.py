@@ -10,9 +10,16 @@ requeues its message), but when the whole machine goes nothing requeues anything
   a per-delivery tag, the delivery's generation) and puts the id in ``notify:tasks:live``
   (score: last heartbeat). Received covers waiting for a pool slot and a retry's countdown too.
 * **Heartbeat.** A thread in the worker's main process refreshes the score of every message it
-  still holds, several times per ``NOTIFY_JOB_STALE_SECONDS``, and drops the lease when the
-  message is acknowledged, rejected or forgotten (a lost broker connection cancels it). The
-  main process is the one that dies with the machine, so the heartbeat stops with it.
+  still holds, several times per ``NOTIFY_JOB_STALE_SECONDS``. The main process is the one that
+  dies with the machine, so the heartbeat stops with it.
+* **Release only on a real end.** The lease is released when the delivery is over: acknowledged
+  (succeeded, failed, timed out, revoked) or rejected (requeued after its pool child died), or
+  superseded by a re-send. A request the worker forgot without either (a lost broker
+  connection cancels and forgets what it held, while kombu's restore of the message may go to a
+  dead server, or the message may be gone with the server before it was recorded unacknowledged)
+  keeps its lease, no longer beaten: the reconciler re-sends it after the stale period. A lease
+  record the state store lost (a failover to a replica that had not received it) is written
+  again by the next heartbeat, and one Redis refused at receipt is retried there too.
 * **Re-send.** The reconciler (``notify.jobs.reconcile``) re-sends every task whose heartbeat is
   older than the stale period: same task id (the caller's result arrives under the id it
   knows; the redelivery cap counts every re-send), same queue and arguments, one generation
@@ -36,7 +43,6 @@ import logging
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -102,7 +108,12 @@ return 1
 """
 
 # KEYS: record, live. ARGV: task id, tag, now. Only the delivery that holds the lease beats.
+# Returns 1 (beaten), 0 (another delivery holds it, or it was superseded) or -1 (no record:
+# the state store lost it, so the delivery should record it again).
 _BEAT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
 if redis.call('HGET', KEYS[1], 'tag') == ARGV[2] then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
   return 1
@@ -142,13 +153,17 @@ return 0
 
 
 class _Held:
-    __slots__ = ("request", "since", "tag", "task_id")
+    __slots__ = ("recorded", "request", "since", "tag", "task_id", "vanished")
 
-    def __init__(self, task_id: str, tag: str, request: Any) -> None:
+    def __init__(self, task_id: str, tag: str, request: Any, *, recorded: bool = True) -> None:
         self.task_id = task_id
         self.tag = tag
-        self.request = weakref.ref(request)
+        # A strong reference: whether the delivery ended (acknowledged or rejected) or was only
+        # forgotten is read from the request itself, which must outlive the worker's sets.
+        self.request = request
         self.since = time.monotonic()
+        self.recorded = recorded  # False while Redis refused the record (retried each tick)
+        self.vanished = False  # seen out of the worker's sets, not yet acknowledged, once
 
 
 class LeaseKeeper:
@@ -163,14 +178,29 @@ class LeaseKeeper:
 
     def register(self, request: Any) -> bool:
         """A message of a leased task was received: take its lease. False if it is an old
-        generation (the task will drop it) or Redis cannot be reached (the message is then
-        covered by the visibility timeout alone, as before)."""
+        generation (the task will drop it) or Redis cannot be reached now (the heartbeat
+        thread then tries again while the worker still holds the message)."""
         tag = uuid.uuid4().hex
+        try:
+            held = self._record(request, tag)
+        except redis.RedisError as error:
+            logger.warning("could not record the lease of %s yet: %s", request.id, error)
+            with self._lock:
+                self._held[tag] = _Held(request.id, tag, request, recorded=False)
+            self._ensure_thread()
+            return False
+        if not held:
+            return False
+        with self._lock:
+            self._held[tag] = _Held(request.id, tag, request)
+        self._ensure_thread()
+        return True
+
+    def _record(self, request: Any, tag: str) -> bool:
         info = request.delivery_info or {}
         payload = {"args": list(request.args or ()), "kwargs": dict(request.kwargs or {})}
-        r = get_redis()
-        try:
-            held = r.eval(
+        return bool(
+            get_redis().eval(
                 _REGISTER,
                 2,
                 record_key(request.id),
@@ -185,15 +215,7 @@ class LeaseKeeper:
                 json.dumps(payload, separators=(",", ":")),
                 self.hostname or getattr(request, "hostname", "") or "",
             )
-        except redis.RedisError as error:
-            logger.warning("could not record the lease of %s: %s", request.id, error)
-            return False
-        if not held:
-            return False
-        with self._lock:
-            self._held[tag] = _Held(request.id, tag, request)
-        self._ensure_thread()
-        return True
+        )
 
     def held(self) -> list[str]:
         with self._lock:
@@ -219,17 +241,19 @@ class LeaseKeeper:
                 logger.exception("task lease heartbeat failed")
 
     def tick(self) -> tuple[int, int]:
-        """Beat every lease still held, release the others; returns (beaten, released)."""
+        """Beat every lease still held, release those whose delivery ended, stop beating (but
+        keep) those the worker forgot without an end; returns (beaten, released)."""
         from celery.worker import state as worker_state
 
         now_mono = time.monotonic()
         beat: list[_Held] = []
         done: list[_Held] = []
+        forgotten: list[_Held] = []
         with self._lock:
             holding = list(self._held.values())
         for held in holding:
-            request = held.request()
-            if request is None or request.acknowledged:
+            request = held.request
+            if _ended(request):
                 done.append(held)
             elif (
                 request in worker_state.active_requests
@@ -237,23 +261,78 @@ class LeaseKeeper:
                 or request in worker_state.scheduled_requests
                 or now_mono - held.since < _RECEIVED_GRACE_SECONDS
             ):
+                held.vanished = False
                 beat.append(held)
+            elif not held.vanished:
+                # Out of every set but not acknowledged: either forgotten (a lost connection)
+                # or between leaving the active set and its acknowledgement. Look again next
+                # tick before deciding; not beaten meanwhile.
+                held.vanished = True
             else:
-                done.append(held)  # cancelled when the broker connection was lost, or revoked
-        if not beat and not done:
-            return 0, 0
-        now = time.time()
-        with get_redis().pipeline(transaction=False) as pipe:
-            for held in beat:
-                pipe.eval(_BEAT, 2, record_key(held.task_id), LIVE_KEY, held.task_id, held.tag, now)
-            for held in done:
-                pipe.eval(_RELEASE, 2, record_key(held.task_id), LIVE_KEY, held.task_id, held.tag)
-            pipe.expire(LIVE_KEY, _record_ttl())
-            pipe.execute()  # a RedisError leaves everything held: the next tick tries again
+                forgotten.append(held)
+        # A delivery whose record Redis refused at receipt: record it now, beaten or forgotten
+        # (a forgotten one then waits, silent, for the reconciler like any other).
+        for held in beat + forgotten:
+            if not held.recorded:
+                self._retry_record(held)
+        unrecorded = [held for held in done if not held.recorded]
         with self._lock:
-            for held in done:
+            for held in unrecorded:  # ended before it was ever recorded: nothing to release
+                self._held.pop(held.tag, None)
+        beat = [held for held in beat if held.recorded]
+        done = [held for held in done if held.recorded]
+        forgotten = [held for held in forgotten if held.recorded]
+        if not beat and not done and not forgotten:
+            return 0, 0
+        if beat or done:
+            now = time.time()
+            with get_redis().pipeline(transaction=False) as pipe:
+                for held in beat:
+                    pipe.eval(
+                        _BEAT, 2, record_key(held.task_id), LIVE_KEY, held.task_id, held.tag, now
+                    )
+                for held in done:
+                    pipe.eval(
+                        _RELEASE, 2, record_key(held.task_id), LIVE_KEY, held.task_id, held.tag
+                    )
+                pipe.expire(LIVE_KEY, _record_ttl())
+                results = pipe.execute()  # a RedisError leaves everything held: next tick
+            for held, result in zip(beat, results, strict=False):
+                if result == -1:
+                    self._retry_record(held)  # the record was lost (a failover): write it again
+        for held in forgotten:
+            # The lease stays in Redis, silent: the reconciler re-sends the task after the
+            # stale period (unless a redelivery of the message takes the lease first).
+            logger.warning(
+                "task %s left this worker without an acknowledgement: its lease is kept for "
+                "the reconciler",
+                held.task_id,
+            )
+        with self._lock:
+            for held in done + forgotten:
                 self._held.pop(held.tag, None)
         return len(beat), len(done)
+
+    def _retry_record(self, held: _Held) -> None:
+        try:
+            recorded = self._record(held.request, held.tag)
+        except redis.RedisError:
+            return  # still unreachable: next tick
+        if recorded:
+            held.recorded = True
+        else:  # a newer generation exists: this delivery will be dropped, nothing to keep
+            with self._lock:
+                self._held.pop(held.tag, None)
+
+
+def _ended(request: Any) -> bool:
+    """Did the delivery really end? Celery marks a request acknowledged even when its
+    acknowledgement or requeue never reached the broker (a lost connection: it logs and carries
+    on); kombu's message changes state only once the broker took it."""
+    if not request.acknowledged:
+        return False
+    message = getattr(request, "message", None)
+    return message is None or bool(getattr(message, "acknowledged", True))
 
 
 _keeper: LeaseKeeper | None = None
