@@ -57,6 +57,7 @@ pytest_plugins = [
     "tests.db_fixtures",
     "tests.beat_fixtures",
     "tests.ops_fixtures",
+    "tests.package_fixtures",
 ]
 
 DATA = Path(__file__).parent / "data"

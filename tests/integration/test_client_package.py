@@ -17,10 +17,9 @@ import redis
 
 from tests.csv_fixtures import SERVICE_ID, TEMPLATE_ID, broker_messages, csv_text, sms_rows, upload
 from tests.letters_fixtures import put_letter
+from tests.package_fixtures import XDIST_GROUP, clean_venv, uv_install
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group(XDIST_GROUP)]
 OLD_CELERY = "celery==5.3.6"
 PREFIX = "x-"
 
@@ -66,19 +65,12 @@ def _base_python() -> str:
 
 
 @pytest.fixture(scope="session")
-def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with only the client package, an older Celery and redis (once per session)."""
-    venv = tmp_path_factory.mktemp("client-venv")
-    subprocess.run([_base_python(), "-m", "venv", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    install = subprocess.run(
-        [
-            str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-            f"{ROOT / 'client'}[redis]", OLD_CELERY, "redis>=4.5,<5",
-        ],
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stdout + install.stderr
+def client_python(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Path:
+    """A venv with only the client package (the wheel the packaging test checks too), an older
+    Celery and redis (once per session)."""
+    python = clean_venv(tmp_path_factory.mktemp("client-venv") / "venv", _base_python())
+    (client,) = built.glob("notify_worker_client-*.whl")
+    uv_install(python, f"{client}[redis]", OLD_CELERY, "redis>=4.5,<5")
     return python
 
 

@@ -2,8 +2,9 @@
 `notify-worker` runs `--help` and the whole demo from outside the repository (so every file the
 demo reads is package data). The wheel is built from the sdist, so installing it proves both.
 
-Slow: building takes about a minute, and the clean install downloads every dependency (or takes
-it from pip's cache)."""
+Slow: building takes about 20 s (``built``, shared with the client package's test), the clean
+install a few seconds from uv's cache (a minute or two when it downloads every dependency), the
+demo about a minute."""
 
 from __future__ import annotations
 
@@ -16,31 +17,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.package_fixtures import XDIST_GROUP, clean_venv, run, uv_install
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(XDIST_GROUP)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 1500):
-    out = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert out.returncode == 0, f"{args}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    run(sys.executable, "-m", "build", "--outdir", dist, ".", cwd=ROOT)
-    run(sys.executable, "-m", "build", "--wheel", "--outdir", dist, ".", cwd=ROOT / "client")
-    return dist
 
 
 @pytest.mark.slow
@@ -61,14 +42,14 @@ def test_the_wheel_holds_the_code_and_its_data_and_no_tests(built):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # a cold pip cache downloads every dependency
+@pytest.mark.timeout(1200)  # a cold uv cache downloads every dependency
 def test_a_clean_venv_installs_it_and_runs_help_and_the_demo(built, tmp_path):
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    python = clean_venv(venv)
     (wheel,) = built.glob("notify_worker-*.whl")
     (client,) = built.glob("notify_worker_client-*.whl")
     # The pinned versions (requirements*.txt) as constraints: the install proves the wheel's
-    # metadata and package data, not pip's resolver (left free, it backtracks for minutes).
+    # metadata and package data, not the resolver.
     constraints = tmp_path / "constraints.txt"
     pins = [
         re.sub(r"\[[^]]*\]", "", line)
@@ -77,17 +58,7 @@ def test_a_clean_venv_installs_it_and_runs_help_and_the_demo(built, tmp_path):
         if "==" in line and not line.startswith("#")
     ]
     constraints.write_text("\n".join(pins) + "\n")
-    run(
-        venv / "bin" / "pip",
-        "install",
-        "-q",
-        "--disable-pip-version-check",
-        "-c",
-        constraints,
-        f"{wheel}[demo]",
-        client,
-        cwd=tmp_path,
-    )
+    uv_install(python, "-c", constraints, f"{wheel}[demo]", client)
     exe = venv / "bin" / "notify-worker"
     helped = run(exe, "--help", cwd=tmp_path)
     for command in ("demo", "worker", "beat", "buckets", "enqueue", "cleanup", "reports"):
