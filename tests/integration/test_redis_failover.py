@@ -271,7 +271,9 @@ def test_primary_killed_mid_letter_moves_every_letter_moved_once(
         return int(s3.list_objects_v2(Bucket=transient_bucket()).get("KeyCount", 0))
 
     beat = start_beat(env, tmp_path / "beat.log")
-    workers = [rel_workers(concurrency=2, queues=queues.LETTERS, **overrides) for _ in range(2)]
+    # The letters queue and the periodic one (the reconciler, which beat sends there).
+    consumed = f"{queues.LETTERS},{queues.PERIODIC}"
+    workers = [rel_workers(concurrency=2, queues=consumed, **overrides) for _ in range(2)]
     try:
         wait_for(lambda: moved() >= LETTERS // 3, 120, "a third of the letters", interval=0.05)
         at_kill = moved()

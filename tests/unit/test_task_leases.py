@@ -82,8 +82,8 @@ def test_a_held_lease_is_beaten_and_released_once_acknowledged(keeper, redis_cli
 class FakeMessage:
     """kombu's message: its state changes only once the broker took the ack or reject."""
 
-    def __init__(self, acknowledged: bool) -> None:
-        self.acknowledged = acknowledged
+    def __init__(self, state: str) -> None:
+        self._state = state
 
 
 def test_a_request_the_worker_forgot_keeps_its_lease_silent_for_the_reconciler(
@@ -115,7 +115,7 @@ def test_a_request_acknowledged_between_two_ticks_is_released(keeper, redis_clie
     keeper.register(request)
     assert keeper.tick() == (0, 0)
     request.acknowledged = True
-    request.message = FakeMessage(acknowledged=True)
+    request.message = FakeMessage("ACK")
     assert keeper.tick() == (0, 1)
     assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
     assert keeper.held() == []
@@ -130,7 +130,7 @@ def test_an_acknowledgement_the_broker_never_took_keeps_the_lease(
     request = FakeRequest()
     keeper.register(request)
     request.acknowledged = True
-    request.message = FakeMessage(acknowledged=False)
+    request.message = FakeMessage("RECEIVED")
     keeper.tick()
     keeper.tick()
     assert keeper.held() == []
@@ -293,3 +293,45 @@ def test_heartbeat_interval_is_several_beats_per_stale_period():
     assert leases.heartbeat_interval(300) == 5.0
     assert leases.heartbeat_interval(3) == 0.75
     assert leases.heartbeat_interval(0) == 0.2
+
+
+def test_a_requeued_delivery_keeps_its_lease_until_its_redelivery_takes_it(
+    keeper, redis_client, monkeypatch
+):
+    # A pool child lost: Celery rejects with requeue, and kombu puts back only what the
+    # server's unacked hash holds (after a failover, maybe nothing). Not an end.
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = FakeRequest()
+    keeper.register(request)
+    request.acknowledged = True
+    request.message = FakeMessage("REJECTED")
+    keeper.tick()
+    keeper.tick()
+    assert keeper.held() == []
+    first_tag = redis_client.hget(leases.record_key(request.id), "tag")
+    assert first_tag
+
+    again = FakeRequest()  # the requeued message, received again: same generation
+    again.id = request.id
+    assert keeper.register(again)
+    assert redis_client.hget(leases.record_key(request.id), "tag") != first_tag
+    again.acknowledged = True
+    again.message = FakeMessage("ACK")
+    assert keeper.tick() == (0, 1)
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
+
+
+def test_a_forgotten_request_whose_record_the_failover_lost_is_recorded_again(
+    keeper, redis_client, monkeypatch
+):
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = FakeRequest()
+    keeper.register(request)
+    redis_client.delete(leases.record_key(request.id))
+    redis_client.zrem(leases.LIVE_KEY, request.id)
+    keeper.tick()
+    keeper.tick()
+    assert keeper.held() == []
+    assert redis_client.hget(leases.record_key(request.id), "tag")
+    app = RecordingApp()
+    assert leases.resend_stale_tasks(app=app, now=time.time() + 10_000) == [request.id]

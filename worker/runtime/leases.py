@@ -12,14 +12,18 @@ requeues its message), but when the whole machine goes nothing requeues anything
 * **Heartbeat.** A thread in the worker's main process refreshes the score of every message it
   still holds, several times per ``NOTIFY_JOB_STALE_SECONDS``. The main process is the one that
   dies with the machine, so the heartbeat stops with it.
-* **Release only on a real end.** The lease is released when the delivery is over: acknowledged
-  (succeeded, failed, timed out, revoked) or rejected (requeued after its pool child died), or
-  superseded by a re-send. A request the worker forgot without either (a lost broker
-  connection cancels and forgets what it held, while kombu's restore of the message may go to a
-  dead server, or the message may be gone with the server before it was recorded unacknowledged)
-  keeps its lease, no longer beaten: the reconciler re-sends it after the stale period. A lease
-  record the state store lost (a failover to a replica that had not received it) is written
-  again by the next heartbeat, and one Redis refused at receipt is retried there too.
+* **Release only on a real end.** The lease is released when the task ran to its end and the
+  broker took the acknowledgement (succeeded, failed, timed out, dropped, revoked), or when a
+  re-send superseded it. Any other way a request leaves the worker keeps the lease, no longer
+  beaten, so the reconciler re-sends the task after the stale period: a lost broker connection
+  cancels and forgets what the worker held (kombu's restore of those messages may go to the
+  dead server, or the message was gone with it before it was recorded unacknowledged), an
+  acknowledgement or requeue that never reached the broker, a requeue after a lost pool child
+  (kombu puts back only what the server's ``unacked`` hash still holds). When the message does
+  come back, its delivery takes the lease on receipt and no re-send happens. A lease record
+  the state store lost (a failover to a replica that had not received it) is written again by
+  the next heartbeat or when the request is forgotten, and one Redis refused at receipt is
+  retried there too.
 * **Re-send.** The reconciler (``notify.jobs.reconcile``) re-sends every task whose heartbeat is
   older than the stale period: same task id (the caller's result arrives under the id it
   knows; the redelivery cap counts every re-send), same queue and arguments, one generation
@@ -300,16 +304,24 @@ class LeaseKeeper:
             for held, result in zip(beat, results, strict=False):
                 if result == -1:
                     self._retry_record(held)  # the record was lost (a failover): write it again
+        kept: list[_Held] = []
         for held in forgotten:
             # The lease stays in Redis, silent: the reconciler re-sends the task after the
-            # stale period (unless a redelivery of the message takes the lease first).
+            # stale period (unless a redelivery of the message takes the lease first). A record
+            # the state store lost in a failover is written again first, or nobody would.
+            try:
+                if not get_redis().exists(record_key(held.task_id)):
+                    self._record(held.request, held.tag)
+            except redis.RedisError:
+                continue  # next tick
+            kept.append(held)
             logger.warning(
                 "task %s left this worker without an acknowledgement: its lease is kept for "
                 "the reconciler",
                 held.task_id,
             )
         with self._lock:
-            for held in done + forgotten:
+            for held in done + kept:
                 self._held.pop(held.tag, None)
         return len(beat), len(done)
 
@@ -326,13 +338,19 @@ class LeaseKeeper:
 
 
 def _ended(request: Any) -> bool:
-    """Did the delivery really end? Celery marks a request acknowledged even when its
-    acknowledgement or requeue never reached the broker (a lost connection: it logs and carries
-    on); kombu's message changes state only once the broker took it."""
+    """Did the delivery really end? Only an acknowledgement the broker took says so: the task
+    ran to its end (succeeded, failed, timed out, dropped, revoked). Celery marks a request
+    acknowledged even when the call never reached the broker (a lost connection: it logs and
+    carries on), and kombu's message changes state only once the broker took it. A rejection
+    is a requeue here (a pool child lost): kombu's requeue puts back only what the server's
+    ``unacked`` hash still holds, which after a failover may be nothing, so it is no end; the
+    requeued delivery, when it exists, takes the lease on receipt."""
     if not request.acknowledged:
         return False
     message = getattr(request, "message", None)
-    return message is None or bool(getattr(message, "acknowledged", True))
+    if message is None:
+        return True
+    return getattr(message, "_state", "ACK") == "ACK"
 
 
 _keeper: LeaseKeeper | None = None
