@@ -40,9 +40,11 @@ result_backend_transport_options = {
     "retry_policy": {"timeout": 10.0},
     **redis_urls.transport_options(_results, _settings),
 }
-if _broker.tls:
+# rediss://, or sentinel:// with NOTIFY_REDIS_SENTINEL_TLS (kombu and the result backend then
+# make their sentinel-managed connections TLS ones; the sentinels' own are in transport options).
+if redis_urls.uses_tls(_broker, _settings):
     broker_use_ssl = redis_urls.ssl_options(_settings)
-if _results.tls:
+if redis_urls.uses_tls(_results, _settings):
     redis_backend_use_ssl = redis_urls.ssl_options(_settings)
 redis_socket_timeout = 30
 redis_socket_connect_timeout = 10

@@ -207,19 +207,27 @@ class SentinelTopology:
     servers: list[LocalRedis] = field(default_factory=list)
     sentinels: list[subprocess.Popen] = field(default_factory=list)
     sentinel_ports: list[int] = field(default_factory=list)
+    # TLS everywhere (data servers, replication, sentinels) when given: NOTIFY_REDIS_SENTINEL_TLS.
+    tls: RedisTls | None = None
+
+    def _tls_client(self) -> dict[str, Any]:
+        return {"ssl": True, "ssl_ca_certs": self.tls.ca_file} if self.tls else {}
 
     def start(self) -> SentinelTopology:
         auth = ["--masterauth", self.password]
+        if self.tls:
+            auth += ["--tls-replication", "yes"]
         primary_dir = self.directory / "primary"
         primary_dir.mkdir(parents=True)
         primary = start_redis_server(
-            password=self.password, extra_args=auth, directory=str(primary_dir)
+            password=self.password, tls=self.tls, extra_args=auth, directory=str(primary_dir)
         )
         self.servers.append(primary)
         replica_dir = self.directory / "replica"
         replica_dir.mkdir()
         replica = start_redis_server(
             password=self.password,
+            tls=self.tls,
             extra_args=[*auth, "--replicaof", "127.0.0.1", str(primary.port)],
             directory=str(replica_dir),
         )
@@ -235,10 +243,21 @@ class SentinelTopology:
         folder = self.directory / f"sentinel-{index}"
         folder.mkdir()
         conf = folder / "sentinel.conf"
+        listen = [f"port {port}"]
+        if self.tls:
+            listen = [
+                "port 0",
+                f"tls-port {port}",
+                f"tls-cert-file {self.tls.cert_file}",
+                f"tls-key-file {self.tls.key_file}",
+                f"tls-ca-cert-file {self.tls.ca_file}",
+                "tls-auth-clients no",
+                "tls-replication yes",  # TLS to the data servers and the other sentinels
+            ]
         conf.write_text(
             "\n".join(
                 [
-                    f"port {port}",
+                    *listen,
                     "bind 127.0.0.1",
                     f"dir {folder}",
                     "daemonize no",
@@ -271,6 +290,7 @@ class SentinelTopology:
             decode_responses=True,
             socket_timeout=2,
             socket_connect_timeout=2,
+            **self._tls_client(),
         )
 
     def url(self, db: int = 0) -> str:
@@ -280,11 +300,14 @@ class SentinelTopology:
         return ";".join(parts) + f"/{db}"
 
     def env(self, db: int = 0) -> dict[str, str]:
-        return {
+        env = {
             "REDIS_URL": self.url(db),
             "NOTIFY_REDIS_SENTINEL_MASTER": self.master_name,
             "NOTIFY_REDIS_SENTINEL_PASSWORD": self.sentinel_password,
         }
+        if self.tls:
+            env.update(NOTIFY_REDIS_SENTINEL_TLS="1", NOTIFY_REDIS_CA_FILE=self.tls.ca_file)
+        return env
 
     def master_port(self) -> int | None:
         for index in range(len(self.sentinel_ports)):
@@ -300,7 +323,12 @@ class SentinelTopology:
 
     def server(self, port: int) -> redis.Redis:
         return redis.Redis(
-            "127.0.0.1", port, password=self.password, decode_responses=True, socket_timeout=5
+            "127.0.0.1",
+            port,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=5,
+            **self._tls_client(),
         )
 
     def primary(self) -> LocalRedis:

@@ -13,6 +13,7 @@ user for the project (``rediss://notify:…@127.0.0.1:port/0``, ``NOTIFY_REDIS_C
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,82 @@ def test_a_plain_url_to_the_tls_port_is_a_clear_error(tls_redis):
     text = result.stdout + result.stderr
     assert result.returncode == 2, text
     assert f"127.0.0.1:{server.port}" in text and PASSWORD not in text
+
+
+@pytest.fixture
+def tls_sentinels(tmp_path: Path):
+    """A TLS-only primary and replica (replicating over TLS) and three TLS-only sentinels."""
+    from tests.redis_fixtures import SentinelTopology
+
+    (tmp_path / "tls").mkdir()
+    topology = SentinelTopology(tmp_path / "redis", tls=make_tls_files(tmp_path / "tls")).start()
+    yield topology
+    topology.stop()
+
+
+def test_sentinels_and_data_servers_over_tls(
+    s3, tls_sentinels, rel_workers, tmp_path, moto_endpoint
+):
+    """``sentinel://`` with ``NOTIFY_REDIS_SENTINEL_TLS=1``: every server listens on a TLS port
+    only, so each step below that works went over TLS. The state store (a round trip through
+    the project's client), the broker and results (a CSV job enqueued by the CLI and waited
+    for, run by a prefork worker) and RedBeat (its lock and a tick) all find the master through
+    the sentinels."""
+    import os
+
+    from worker.runtime import redis_urls
+    from worker.runtime.settings import WorkerSettings
+
+    topology = tls_sentinels
+    env = project_env(dict(os.environ), **topology.env(), S3_ENDPOINT_URL=moto_endpoint)
+    settings = WorkerSettings.from_env(env)
+    assert settings.sentinel_tls
+
+    state = redis_urls.make_client(env["REDIS_URL"], settings)
+    state.set("notify:tls-sentinel-probe", "1", ex=60)
+    master = topology.server(topology.primary().port)
+    assert master.get("notify:tls-sentinel-probe") == "1"
+    redis_urls.check(settings)  # broker, results and state: every one reachable
+    # The web app's client package, same URL and variables, its own code.
+    from notify_worker_client import redis_urls as client_urls
+
+    web = client_urls.make_client(env["REDIS_URL"], client_urls.RedisSettings.from_env(env))
+    web.set("notify:tls-sentinel-client-probe", "2", ex=60)
+    assert master.get("notify:tls-sentinel-client-probe") == "2"
+    assert web.connection_pool.connection_class.__name__ == "SentinelManagedSSLConnection"
+
+    # Without the flag the sentinels' TLS ports do not answer a plain client: refused at start.
+    plain = {k: v for k, v in env.items() if k != "NOTIFY_REDIS_SENTINEL_TLS"}
+    refused = cli(plain, "status")
+    assert refused.returncode != 0
+    assert topology.password not in refused.stdout + refused.stderr
+
+    worker = rel_workers(concurrency=2, **topology.env())
+    beat = start_beat(env, tmp_path / "beat.log")
+    try:
+        rows = 2500
+        upload_id = upload(s3, csv_text(["phone number", "name"], sms_rows(rows, bad_every=50)))
+        ran = cli(
+            env, "enqueue", "notify.csv.process_batch", json.dumps(job_kwargs(upload_id)), "--wait"
+        )
+        assert ran.returncode == 0, ran.stderr
+        valid = rows - rows // 50
+        assert json.loads(ran.stdout)["rows_dispatched"] == valid
+        sink = f"notify:notifications:{upload_id}"
+        wait_for(lambda: master.hlen(sink) == valid, 60, 0.2, what="every valid row in the sink")
+        assert master.hget(f"notify:job:{upload_id}", "status") == "finished"
+        meta = head(s3, upload_id, service_id=SERVICE_ID)["Metadata"]
+        assert meta["processing_status"] == "finished"
+        wait_for(lambda: master.get("notify:beat:lock"), 60, 0.2, what="beat's lock")
+        # A tick sent by beat and run by the worker (which consumes the periodic queue too).
+        wait_for(
+            lambda: re.search(r"Task notify\.jobs\.reconcile\[\S+\] succeeded", worker.log()),
+            60,
+            0.5,
+            what="a periodic task run by the worker",
+        )
+        assert beat.process.poll() is None
+    finally:
+        beat.stop()
+    for log in (worker.log(), beat.log()):
+        assert topology.password not in log and topology.sentinel_password not in log

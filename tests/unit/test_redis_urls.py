@@ -144,3 +144,33 @@ def test_check_fails_fast_on_a_closed_port():
     with pytest.raises(ConfigurationError) as raised:
         redis_urls.check(settings(REDIS_URL=url), timeout=1)
     assert "127.0.0.1" in raised.value.message and "s3cret" not in raised.value.message
+
+
+def test_sentinels_and_data_servers_over_tls_with_the_flag(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    plain = settings(REDIS_URL=SENTINEL)
+    tls = settings(REDIS_URL=SENTINEL, NOTIFY_REDIS_SENTINEL_TLS="1", NOTIFY_REDIS_CA_FILE=str(ca))
+    target = redis_urls.parse(SENTINEL)
+    assert not redis_urls.uses_tls(target, plain) and redis_urls.uses_tls(target, tls)
+    verified = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca)}
+    assert redis_urls.sentinel_kwargs(tls) == {
+        **redis_urls.SENTINEL_OPTIONS,
+        "ssl": True,
+        **verified,
+    }
+    assert "ssl" not in redis_urls.sentinel_kwargs(plain)
+    # RedBeat: a dict makes its sentinel-managed master connection a TLS one.
+    assert redis_urls.redbeat_config(target, tls)["redbeat_redis_use_ssl"] == verified
+    assert redis_urls.redbeat_config(target, plain)["redbeat_redis_use_ssl"] is False
+    # The project's own client: TLS to the sentinels and to the master they name.
+    pool = redis_urls.make_client(SENTINEL, tls).connection_pool
+    assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
+    assert pool.connection_kwargs["ssl_ca_certs"] == str(ca)
+    assert pool.sentinel_manager.sentinels[0].connection_pool.connection_class is (
+        redis.SSLConnection
+    )
+    # The flag only concerns sentinel URLs, and must be a clear yes or no.
+    assert not redis_urls.uses_tls(redis_urls.parse("redis://h:1/0"), tls)
+    with pytest.raises(ConfigurationError):
+        settings(NOTIFY_REDIS_SENTINEL_TLS="maybe")

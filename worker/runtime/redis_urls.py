@@ -6,6 +6,10 @@
 * ``sentinel://[:password@]host1:port1;sentinel://host2:port2;…/db`` — Celery's own form: the
   sentinels are asked which server is the master named ``NOTIFY_REDIS_SENTINEL_MASTER``; the
   password (if any) is the master's, ``NOTIFY_REDIS_SENTINEL_PASSWORD`` the sentinels' own.
+  With ``NOTIFY_REDIS_SENTINEL_TLS=1`` the sentinels and the data servers both speak TLS,
+  verified like ``rediss://`` (``NOTIFY_REDIS_CA_FILE`` or the system CAs). The URL form stays
+  Celery's: kombu, Celery's result backend and RedBeat know no TLS sentinel scheme, but each
+  takes TLS options beside a sentinel URL.
 
 Three URLs use these forms: ``REDIS_URL`` (broker), ``NOTIFY_RESULT_BACKEND_URL`` (results) and
 ``NOTIFY_STATE_REDIS_URL`` (the ``notify:`` state and RedBeat). ``check`` connects once at
@@ -130,11 +134,18 @@ def ssl_options(settings: WorkerSettings) -> dict[str, Any]:
     return options
 
 
+def uses_tls(target: RedisTarget, settings: WorkerSettings) -> bool:
+    """Does the connection to the data server (the master, for a sentinel URL) use TLS?"""
+    return target.tls or (target.sentinel and settings.sentinel_tls)
+
+
 def sentinel_kwargs(settings: WorkerSettings) -> dict[str, Any]:
     """Options for the connections to the sentinels themselves."""
     options = dict(SENTINEL_OPTIONS)
     if settings.sentinel_password:
         options["password"] = settings.sentinel_password
+    if settings.sentinel_tls:
+        options.update(ssl=True, **ssl_options(settings))
     return options
 
 
@@ -177,7 +188,8 @@ def redbeat_config(target: RedisTarget, settings: WorkerSettings) -> dict[str, A
         return {
             "redbeat_redis_url": "redis-sentinel://",
             "redbeat_redis_options": options,
-            "redbeat_redis_use_ssl": False,
+            # RedBeat turns a dict here into ssl=True plus these options for the master.
+            "redbeat_redis_use_ssl": ssl_options(settings) if settings.sentinel_tls else False,
         }
     return {
         "redbeat_redis_url": target.url,
@@ -199,9 +211,12 @@ def make_client(
     target = parse(url, variable)
     options = {**CLIENT_OPTIONS, **overrides, "decode_responses": decode_responses}
     if target.sentinel:
-        credentials = {"password": target.password}
+        credentials: dict[str, Any] = {"password": target.password}
         if target.username:
             credentials["username"] = target.username
+        if settings.sentinel_tls:
+            # redis-py's sentinel pool makes its connections TLS ones when given ssl=True.
+            credentials.update(ssl=True, **ssl_options(settings))
         manager = redis.sentinel.Sentinel(
             list(target.hosts), sentinel_kwargs=sentinel_kwargs(settings), **credentials
         )

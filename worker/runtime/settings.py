@@ -67,6 +67,15 @@ def _ca_file(env: Mapping[str, str]) -> str | None:
     return path or None
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if value in ("", "0", "no", "false", "off"):
+        return False
+    if value in ("1", "yes", "true", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be 1 or 0 (yes/no, true/false), got {value!r}.")
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     # URLs may carry passwords: kept out of repr(), so a logged settings object shows none.
@@ -92,6 +101,8 @@ class WorkerSettings:
     transient_letter_alert_hours: int
     log_format: str
     log_level: str
+    # sentinel:// only: the sentinels and the data servers they name speak TLS.
+    sentinel_tls: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -141,6 +152,7 @@ class WorkerSettings:
             ),
             log_format=log_format,
             log_level=(env.get("NOTIFY_LOG_LEVEL") or "INFO").strip().upper(),
+            sentinel_tls=_flag(env, "NOTIFY_REDIS_SENTINEL_TLS"),
         )
 
 
