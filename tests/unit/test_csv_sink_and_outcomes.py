@@ -14,6 +14,7 @@ from storage.keys import isoformat
 from tasks.csv_batches import processing, sink
 from tasks.csv_batches import state as st
 from tasks.csv_batches.row_outcomes import iter_row_outcomes
+from tasks.csv_batches.store.batch import parse_batch
 from tests.csv_fixtures import (
     SERVICE_ID,
     TEMPLATE_ID,
@@ -83,6 +84,39 @@ def test_a_late_batch_never_recreates_an_expired_job_hash(env, redis_client):
 def test_sink_refuses_malformed_batches(redis_client, batch):
     with pytest.raises(InvalidInput):
         sink.save_batch(batch)
+
+
+def _rows(*ids: object) -> list[dict]:
+    return [
+        {"notification_id": i, "row_number": n, "recipient": "x", "personalisation": {}}
+        for n, i in enumerate(ids, start=1)
+    ]
+
+
+_A, _B = str(uuid.uuid4()), str(uuid.uuid4())
+
+
+@pytest.mark.parametrize(
+    ("rows", "named"),
+    [
+        (_rows(_A, f"{_A},{_B}", ""), "notification_id"),  # two ids in one, none in another
+        (_rows(_A, _B.upper(), 7), "notification_id"),  # not text
+        (_rows(_A, _B + " "), "notification_id"),
+        (_rows(_A, None), "notification_id"),
+        ([*_rows(_A), ["not", "an", "object"]], "every row needs"),
+        ([*_rows(_A), {"notification_id": _B, "row_number": 2}], "every row needs"),
+    ],
+)
+def test_sink_names_what_is_wrong_with_a_row(rows, named):
+    batch = {"upload_id": str(uuid.uuid4()), "service_id": SERVICE_ID, "rows": rows}
+    with pytest.raises(InvalidInput, match=named):
+        parse_batch(batch)
+
+
+def test_sink_takes_ids_in_either_case():
+    rows = _rows(_A, _B.upper())
+    parsed = parse_batch({"upload_id": str(uuid.uuid4()), "service_id": SERVICE_ID, "rows": rows})
+    assert parsed.rows == rows
 
 
 # --- outcomes -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from tasks.csv_batches import sink
 from tasks.csv_batches import state as st
 from tasks.csv_batches.store import notification_store
 from tasks.csv_batches.store.batch import parse_batch
-from tasks.csv_batches.store.postgres import MAX_RECIPIENT_CHARS, PostgresStore
+from tasks.csv_batches.store.postgres import MAX_RECIPIENT_CHARS, PostgresStore, rows_json
 from tests.db_fixtures import (
     _admin_connection,
     _with_database,
@@ -379,3 +379,19 @@ def test_the_same_batch_stored_at_the_same_moment_is_stored_once(pg_url):
         thread.join(60)
     assert sorted(results) == [0, 0, 0, 1000]
     assert count_and_distinct(pg_url, upload_id) == (1000, 1000)
+
+
+def test_rows_json_is_the_standard_json_of_the_rows():
+    rows = [
+        {"notification_id": "a", "row_number": 1, "recipient": 'Zoë "x" \\', "personalisation": {}},
+        {
+            "notification_id": "b",
+            "row_number": 10**20,
+            "recipient": "\u2028\x00",
+            "personalisation": {"k": [1.5, None]},
+        },
+    ]
+    assert json.loads(rows_json(rows)) == rows
+    # Text msgspec will not write as UTF-8 (a lone surrogate) goes the standard library's way.
+    odd = [{"recipient": "\ud800"}]
+    assert rows_json(odd) == json.dumps(odd, ensure_ascii=False, separators=(",", ":"))

@@ -1,7 +1,7 @@
 """The PostgreSQL notification store: the ``notifications`` table.
 
 One batch is one statement in one transaction: the rows go to the server as one JSON array
-(serialised in C by ``json.dumps``, one parameter), are expanded there by
+(serialised in C by msgspec, one parameter), are expanded there by
 ``jsonb_to_recordset`` and inserted. A plain INSERT is tried first (the usual case: every row is
 new); if any row is already there (a redelivery, a re-send) it fails with a unique violation,
 rolls back, and the batch is inserted again with ``ON CONFLICT (id) DO NOTHING``, which adds
@@ -28,6 +28,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import msgspec
 import redis
 from psycopg.errors import UniqueViolation
 
@@ -65,6 +66,20 @@ ON CONFLICT (id) DO NOTHING
 INSERT_NEW = INSERT.replace("ON CONFLICT (id) DO NOTHING", "")
 
 COUNT = "SELECT count(*) FROM notifications WHERE job_id = %s"
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def rows_json(rows: list[Mapping[str, Any]]) -> str:
+    """The rows as one JSON array: msgspec's encoder, three times the standard library's speed
+    on a batch; ``json.dumps`` for what msgspec will not write (text with a lone surrogate).
+    A NaN or infinity, which no JSON text holds (only a Python sender's extension), is written
+    as null."""
+    try:
+        return _encode(rows).decode()
+    except (TypeError, ValueError, UnicodeError):
+        return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
 def _has_nul(value: Any) -> bool:
@@ -120,7 +135,7 @@ class PostgresStore:
         template_id = require_uuid(batch.template_id, "batch.template_id")
         if batch.template_type not in NOTIFICATION_TYPES:
             raise bad_batch(f"template_type must be one of {', '.join(NOTIFICATION_TYPES)}")
-        payload = json.dumps(batch.rows, ensure_ascii=False, separators=(",", ":"))
+        payload = rows_json(batch.rows)
         # One substring search over the whole batch; a precise look only if it finds something
         # (a literal backslash-u0000 typed in a cell matches too, and is fine).
         if "\\u0000" in payload:
