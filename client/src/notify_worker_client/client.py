@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from notify_worker_client import names, state
+from notify_worker_client import names, redis_urls, state
 from notify_worker_client import validation as check
 from notify_worker_client.validation import InvalidArgument
 
@@ -38,7 +38,11 @@ class NotifyClient:
     ``state_redis``: the workers' state Redis (their ``NOTIFY_STATE_REDIS_URL``, by default their
     ``REDIS_URL``), as a URL or a ``redis.Redis``. When given, ``process_csv`` records a job to
     run now as ``queued`` there first, so the workers send it again if the broker loses the
-    message. Never the web app's own cache. Needs the ``redis`` extra.
+    message. Never the web app's own cache. Needs the ``redis`` extra. A URL (and
+    ``broker_url``) takes the workers' forms, ``redis://``, ``rediss://`` and ``sentinel://``,
+    with their variables ``NOTIFY_REDIS_CA_FILE``, ``NOTIFY_REDIS_SENTINEL_MASTER``,
+    ``NOTIFY_REDIS_SENTINEL_PASSWORD`` and ``NOTIFY_REDIS_SENTINEL_TLS`` read from the
+    environment (``notify_worker_client.redis_urls``).
 
     ``bulk_threshold_rows``: the workers' ``NOTIFY_BULK_THRESHOLD_ROWS``; a job with more rows
     goes to the bulk queue so it never delays small jobs.
@@ -273,13 +277,18 @@ class NotifyClient:
 def _make_app(broker_url: str, result_backend: str | None) -> Celery:
     from celery import Celery
 
-    app = Celery("notify-worker-client", broker=broker_url, backend=result_backend)
+    # The workers' URL forms: a sentinel:// broker needs the master's name (and the sentinels'
+    # password, TLS), a rediss:// one the CA; from the same environment variables.
+    app = Celery(
+        "notify-worker-client", broker=redis_urls.celery_url(broker_url), backend=result_backend
+    )
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
         broker_connection_retry_on_startup=True,
+        **redis_urls.celery_options(broker_url),
     )
     return app
 
@@ -287,10 +296,4 @@ def _make_app(broker_url: str, result_backend: str | None) -> Celery:
 def _state_client(value: Any) -> Any:
     if value is None or not isinstance(value, str):
         return value
-    try:
-        import redis
-    except ImportError:  # pragma: no cover - depends on the install
-        raise InvalidArgument(
-            "state_redis", "a Redis URL needs the redis package: notify-worker-client[redis]"
-        ) from None
-    return redis.Redis.from_url(value, socket_timeout=30, socket_connect_timeout=10)
+    return redis_urls.make_client(value)
