@@ -147,3 +147,14 @@ def test_the_client_state_redis_and_broker_take_the_sentinel_form(monkeypatch):
     assert tls.app.conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     rediss = NotifyClient(broker_url="rediss://:Pw@h:6379/0")
     assert rediss.app.conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def test_the_client_result_backend_takes_the_sentinel_form(monkeypatch):
+    monkeypatch.setenv("NOTIFY_REDIS_SENTINEL_MASTER", "notify-master")
+    monkeypatch.setenv("NOTIFY_REDIS_SENTINEL_TLS", "1")
+    client = NotifyClient(broker_url="redis://h:6379/0", result_backend=SENTINEL_URL)
+    conf = client.app.conf
+    assert conf.result_backend_transport_options["master_name"] == "notify-master"
+    assert conf.redis_backend_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    assert conf.result_backend.count("data-Pw-1") == 3
+    assert not conf.broker_use_ssl  # the broker is a plain redis:// URL

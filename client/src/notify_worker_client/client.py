@@ -279,6 +279,10 @@ def _make_app(broker_url: str, result_backend: str | None) -> Celery:
 
     # The workers' URL forms: a sentinel:// broker needs the master's name (and the sentinels'
     # password, TLS), a rediss:// one the CA; from the same environment variables.
+    results: dict[str, Any] = {}
+    if result_backend and result_backend.split(":", 1)[0] in ("redis", "rediss", "sentinel"):
+        results = redis_urls.celery_options(result_backend, results=True)
+        result_backend = redis_urls.celery_url(result_backend, "result_backend")
     app = Celery(
         "notify-worker-client", broker=redis_urls.celery_url(broker_url), backend=result_backend
     )
@@ -289,6 +293,7 @@ def _make_app(broker_url: str, result_backend: str | None) -> Celery:
         result_accept_content=["json"],
         broker_connection_retry_on_startup=True,
         **redis_urls.celery_options(broker_url),
+        **results,
     )
     return app
 

@@ -172,25 +172,33 @@ def make_client(
     return redis.Redis.from_url(url, **options)
 
 
-def celery_options(url: str, settings: RedisSettings | None = None) -> dict[str, Any]:
-    """The Celery settings a broker ``url`` of these forms needs beside ``broker_url``."""
+def celery_options(
+    url: str, settings: RedisSettings | None = None, *, results: bool = False
+) -> dict[str, Any]:
+    """The Celery settings a broker ``url`` (or, with ``results``, a result backend URL) of
+    these forms needs beside the URL itself."""
     settings = settings or RedisSettings.from_env()
-    target = parse(url, "broker_url")
+    target = parse(url, "result_backend" if results else "broker_url")
+    transport, use_ssl = (
+        ("result_backend_transport_options", "redis_backend_use_ssl")
+        if results
+        else ("broker_transport_options", "broker_use_ssl")
+    )
     options: dict[str, Any] = {}
     if target.scheme == "sentinel":
-        options["broker_transport_options"] = {
+        options[transport] = {
             "master_name": settings.sentinel_master,
             "sentinel_kwargs": settings.sentinel_kwargs(),
         }
     if target.scheme == "rediss" or (target.scheme == "sentinel" and settings.sentinel_tls):
-        options["broker_use_ssl"] = settings.ssl_options()
+        options[use_ssl] = settings.ssl_options()
     return options
 
 
-def celery_url(url: str) -> str:
+def celery_url(url: str, argument: str = "broker_url") -> str:
     """A sentinel URL with the credentials and database on every part (kombu reads the first
     part's; the documented form carries them on the first and last). Others unchanged."""
-    target = parse(url, "broker_url")
+    target = parse(url, argument)
     if target.scheme != "sentinel":
         return url
     auth = ""
