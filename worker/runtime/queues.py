@@ -74,7 +74,8 @@ def bulk_queue(queue: str) -> str:
 
 
 # Task names are stable (the web app sends them by name): the client package's, not a copy.
-from notify_worker_client.names import (  # noqa: E402 - after the prefix helpers they sit beside
+from notify_worker_client import names as client_names  # noqa: E402
+from notify_worker_client.names import (  # noqa: E402, F401 - re-exported for the tasks
     CLEANUP_SWEEP,
     CSV_CANCEL,
     CSV_PROCESS_BATCH,
@@ -92,16 +93,10 @@ CSV_REPLAY_ROWS = "notify.csv.replay_rows"
 # The message header a sender sets to have its request id on every log line of the task.
 REQUEST_ID_HEADER = "notify_request_id"
 
+# Each task's queue: the client's map (base names) with this deployment's prefix, and the
+# internal replay task beside the jobs.
 TASK_QUEUES: dict[str, str] = {
-    CSV_PROCESS_BATCH: CSV_BATCHES,
-    CSV_CANCEL: CSV_BATCHES,
-    CSV_RELEASE_DUE: PERIODIC,
-    LETTERS_MOVE_TRANSIENT: LETTERS,
-    LETTERS_SWEEP_TRANSIENT: PERIODIC,
-    REPORTS_GENERATE: REPORTS,
-    CLEANUP_SWEEP: CLEANUP,
-    JOBS_RECONCILE: PERIODIC,
-    NOTIFICATIONS_SAVE_BATCH: DATABASE_TASKS,
+    **{task: prefixed(base) for task, base in client_names.TASK_QUEUES.items()},
     CSV_REPLAY_ROWS: CSV_BATCHES,
 }
 
