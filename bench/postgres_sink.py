@@ -1,19 +1,25 @@
 """Benchmark of the PostgreSQL notification store. A plain script, not a test:
 
     python bench/postgres_sink.py [--rows 100000,1000000] [--kinds sms,email] [--sample 5000]
+        [--topology split|one] [--concurrency 2] [--prefetch 4] [--skip-bulk] [--skip-e2e]
 
 Needs a PostgreSQL server: ``NOTIFY_BENCH_DATABASE_URL`` (default
 postgresql://postgres@127.0.0.1:5432/postgres); a database of its own is created, upgraded and
 dropped at the end. Files are made by bench/csv_batches.py (about 2% bad rows).
 
-* **end to end** — a private redis-server, an embedded moto S3 over HTTP and a fresh prefork
-  worker (``notify-worker worker``, every queue, concurrency 2) with ``NOTIFY_DATABASE_URL`` set:
-  the time from enqueueing ``notify.csv.process_batch`` to the commit of the job's last row
-  (the job's ``stored`` progress reaching its valid rows; then the table's ``count(*)`` is
-  checked to equal them). Each fresh worker first runs a 1,000-row job of the same kind, as in
-  the CSV bench. Memory: peak RSS (VmHWM) of the worker's pool children, and of the PostgreSQL
-  backends serving them (their private memory, RssAnon: shared buffers are the server's, not
-  the connection's).
+* **end to end** — a private redis-server, an embedded moto S3 over HTTP and fresh prefork
+  workers (``notify-worker worker``) with ``NOTIFY_DATABASE_URL`` set: the time from enqueueing
+  ``notify.csv.process_batch`` to the commit of the job's last row (the job's ``stored``
+  progress reaching its valid rows; then the table's ``count(*)`` is checked to equal them).
+  The workers (``--topology``): ``split`` (default), the deployment docs/operations.md
+  recommends, one worker for the CSV queues (one process) and one for the sink's queues
+  (``--concurrency`` processes, ``--prefetch-multiplier`` ``--prefetch``); or ``one``, a single
+  worker on every queue (``--concurrency`` processes). Each run first stores a 1,000-row job of
+  the same kind, as in the CSV bench. Printed: CPU of the workers' pool children and main
+  processes and of the PostgreSQL backends, the sink tasks' run times (from the workers'
+  logs), rows stored when the dispatch ended. Memory: peak RSS (VmHWM) of the pool children,
+  and of the PostgreSQL backends serving them (their private memory, RssAnon: shared buffers
+  are the server's, not the connection's).
 * **per row**, in the same run: the same kind of rows stored one INSERT and one commit per row
   (how a one-task-per-row design stores them) on a sample, from this process; and the store's
   own bulk call on the same sample (1,000-row batches) for comparison.
@@ -263,7 +269,26 @@ def statement_store(url: str, kind: str, rows: int) -> dict:
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
 
 
-def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> list[dict]:
+def worker_plan(topology: str, concurrency: int, prefetch: int) -> list[dict]:
+    """The workers of a run. ``one``: one worker on every queue (the job and the sink share its
+    pool). ``split``: the recommended deployment, a worker for the CSV queues (one process: the
+    job) and a worker of its own for the sink's queues."""
+    from worker.runtime import queues
+
+    extra = [f"--prefetch-multiplier={prefetch}"]
+    if topology == "one":
+        return [{"concurrency": concurrency, "extra_args": extra}]
+    sink = [queues.DATABASE_TASKS, queues.bulk_queue(queues.DATABASE_TASKS)]
+    others = [q for q in queues.all_queues() if q not in sink]
+    return [
+        {"concurrency": 1, "queues": ",".join(others)},
+        {"concurrency": concurrency, "queues": ",".join(sink), "extra_args": extra},
+    ]
+
+
+def end_to_end(
+    files: list[tuple[str, int, Path]], url: str, max_rows: int, plan: list[dict]
+) -> list[dict]:
     import redis
 
     from storage import admin
@@ -297,7 +322,7 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
                     "Metadata": {"notification_count": str(rows), "valid": "True"},
                 },
             )
-            worker = stack.start_worker(concurrency=2)  # every queue: the job and the sink
+            workers = [stack.start_worker(**options) for options in plan]
             try:
                 time.sleep(1.0)
                 small = str(uuid.uuid4())
@@ -311,26 +336,35 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
                 while (read_progress(small) or {}).get("stored", 0) < warm["rows_dispatched"]:
                     time.sleep(0.05)
                 before = load()
-                _, cpu_before = _child_stats(worker)
+                cpu_before = sum(_child_stats(w)[1] for w in workers)
+                main_cpu_before = sum(_main_cpu(w) for w in workers)
+                log_offsets = [w.log_path.stat().st_size for w in workers]
                 db_cpu_before = backend_cpu(url)
                 started = time.perf_counter()
                 result = _run_job(NotifyClient(), upload_id, kind, rows)
                 dispatched_s = time.perf_counter() - started
+                stored_at_dispatch = (read_progress(upload_id) or {}).get("stored", 0)
                 valid = result["rows_dispatched"]
                 backends = (0, 0)
                 while (read_progress(upload_id) or {}).get("stored", 0) < valid:
                     backends = max(backends, backend_memory(url))
                     time.sleep(0.05)
                 seconds = time.perf_counter() - started
-                peak_rss, cpu = _child_stats(worker)
-                cpu -= cpu_before
+                stats = [_child_stats(w) for w in workers]
+                peak_rss = max(peak for peak, _ in stats)
+                cpu = sum(spent for _, spent in stats) - cpu_before
+                main_cpu = sum(_main_cpu(w) for w in workers) - main_cpu_before
                 db_cpu = sum(
                     spent - db_cpu_before.get(pid, 0.0) for pid, spent in backend_cpu(url).items()
                 )
                 backends = max(backends, backend_memory(url))
             finally:
-                worker.stop()
+                for w in workers:
+                    w.stop()
             counted = table_count(url, upload_id)
+            sink = _sink_runtimes(
+                [(w.log_path, at) for w, at in zip(workers, log_offsets, strict=True)]
+            )
             results.append(
                 {
                     "kind": kind,
@@ -343,6 +377,9 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
                     "valid_per_s": valid / seconds,
                     "worker_peak_rss_mib": peak_rss / 1024,
                     "worker_cpu_s": cpu,
+                    "worker_main_cpu_s": main_cpu,
+                    "stored_at_dispatch": stored_at_dispatch,
+                    "sink_tasks": sink,
                     "db_cpu_s": db_cpu,
                     "backends": backends[0],
                     "backend_rss_anon_mib": backends[1] / 1024,
@@ -354,9 +391,11 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
             print(
                 f"end to end {kind:5} {rows:>9,} rows: {r['rows_per_s']:>8,.0f} rows/s "
                 f"({r['valid_per_s']:,.0f} valid rows/s committed; {seconds:.2f} s, "
-                f"dispatch done at {dispatched_s:.2f} s), table {counted[0]:,} rows "
+                f"dispatch done at {dispatched_s:.2f} s with {stored_at_dispatch:,} stored), "
+                f"table {counted[0]:,} rows "
                 f"{counted[1]:,} distinct of {valid:,} valid; worker children peak RSS "
-                f"{r['worker_peak_rss_mib']:.1f} MiB, CPU {cpu:.1f} s; {backends[0]} backends, "
+                f"{r['worker_peak_rss_mib']:.1f} MiB, CPU {cpu:.1f} s (main process "
+                f"{main_cpu:.1f} s); sink tasks {sink}; {backends[0]} backends, "
                 f"peak private RSS {r['backend_rss_anon_mib']:.1f} MiB, CPU {db_cpu:.1f} s; "
                 f"CPU per valid row: worker {cpu / valid * 1e6:.1f} us + database "
                 f"{db_cpu / valid * 1e6:.1f} us; {before} -> {r['load_after']}",
@@ -364,6 +403,35 @@ def end_to_end(files: list[tuple[str, int, Path]], url: str, max_rows: int) -> l
             )
             assert counted == (valid, valid), counted
     return results
+
+
+def _main_cpu(worker) -> float:
+    """CPU seconds of the worker's main process (it takes messages from the broker)."""
+    import psutil
+
+    times = psutil.Process(worker.pid).cpu_times()
+    return times.user + times.system
+
+
+def _sink_runtimes(logs: list[tuple[Path, int]]) -> str:
+    """How long the sink tasks of the timed job ran, from the workers' logs ("succeeded in"),
+    each read from the offset it had when the job started."""
+    seconds = []
+    for log_path, offset in logs:
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            for line in log:
+                if b"save_batch[" in line and b"succeeded in " in line:
+                    seconds.append(float(line.split(b"succeeded in ")[1].split(b"s:")[0]))
+    if not seconds:
+        return "none logged"
+    seconds.sort()
+    mean = sum(seconds) / len(seconds)
+    p95 = seconds[int(0.95 * (len(seconds) - 1))]
+    return (
+        f"{len(seconds)} ran {sum(seconds):.1f} s in all, mean {mean * 1e3:.1f} ms, "
+        f"p95 {p95 * 1e3:.1f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -375,6 +443,19 @@ def main(argv: list[str] | None = None) -> None:
         "--bulk-sample", type=int, default=50_000, help="rows for the two bulk ways, in process"
     )
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument(
+        "--topology",
+        choices=("one", "split"),
+        default="split",
+        help="one worker on every queue, or a CSV worker and a sink worker (default)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="pool size of the worker that runs the sink"
+    )
+    parser.add_argument(
+        "--prefetch", type=int, default=4, help="prefetch multiplier of the sink's worker"
+    )
+    parser.add_argument("--skip-bulk", action="store_true", help="no in-process comparison")
     args = parser.parse_args(argv)
     import psycopg
 
@@ -402,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"(one INSERT + commit each); {load()}",
                 flush=True,
             )
-            for _ in range(2):  # alternate, twice: the machine's load moves
+            for _ in range(0 if args.skip_bulk else 2):  # alternate, twice: the load moves
                 fast = bulk_store(kind, args.bulk_sample)
                 statement = statement_store(url, kind, args.bulk_sample)
                 copied = copy_store(url, kind, args.bulk_sample)
@@ -423,7 +504,9 @@ def main(argv: list[str] | None = None) -> None:
                     path = Path(tmp) / f"{kind}-{rows}.csv"
                     write_file(path, kind, rows)
                     files.append((kind, rows, path))
-            results = end_to_end(files, url, max(sizes))
+            plan = worker_plan(args.topology, args.concurrency, args.prefetch)
+            print(f"workers: {plan}")
+            results = end_to_end(files, url, max(sizes), plan)
         for r in results:
             ratio = r["valid_per_s"] / figures[r["kind"]]["rows_per_s"]
             print(
