@@ -506,6 +506,14 @@ def _error_problem(
     return Problem(purpose, name, what, fix or f"see {TROUBLESHOOTING}")
 
 
+def bucket_region(client: Any, name: str) -> str:
+    """The bucket's region (GetBucketLocation says nothing for us-east-1 and "EU" for
+    eu-west-1); S3 errors as ``NotifyError``."""
+    with s3_errors(name):
+        location = client.get_bucket_location(Bucket=name).get("LocationConstraint")
+    return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location)
+
+
 def check_buckets(
     settings: StorageSettings | None = None,
     *,
@@ -530,15 +538,11 @@ def check_buckets(
             problems.append(Problem(purpose, name, *_same(problems[-1])))
             continue
         try:
-            with s3_errors(name):
-                location = client.get_bucket_location(Bucket=name).get("LocationConstraint")
+            region = bucket_region(client, name)
         except NotifyError as error:
             problems.append(_error_problem(purpose, name, bucket, settings, error))
             no_credentials = error.code == "s3_no_credentials"
             continue
-        region = location or "us-east-1"
-        if region == "EU":
-            region = "eu-west-1"
         regions[purpose] = region
         if region != settings.region:
             problems.append(

@@ -195,9 +195,10 @@ def check_readiness(timeout: float = READINESS_TIMEOUT_SECONDS) -> Report:
 
 def _bucket_failures(report: Report, timeout: float) -> list[str]:
     """Every bucket answers GetBucketLocation, from ``AWS_REGION``; returns the names checked."""
+    from storage.admin import bucket_region
     from storage.buckets import REGISTRY
     from storage.client import make_client
-    from storage.errors import NotifyError, s3_errors
+    from storage.errors import NotifyError
     from storage.settings import get_settings
 
     try:
@@ -214,8 +215,7 @@ def _bucket_failures(report: Report, timeout: float) -> list[str]:
         name = settings.bucket(purpose)
         checked.append(name)
         try:
-            with s3_errors(name):
-                location = client.get_bucket_location(Bucket=name).get("LocationConstraint")
+            region = bucket_region(client, name)
         except NotifyError as error:
             report.failed.append(
                 {"what": "bucket", "purpose": purpose, "bucket": name, "message": error.message}
@@ -223,7 +223,6 @@ def _bucket_failures(report: Report, timeout: float) -> list[str]:
             if error.code == "s3_no_credentials":
                 break  # every other bucket would say the same
             continue
-        region = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location)
         if region != settings.region:
             report.failed.append(
                 {
