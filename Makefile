@@ -10,25 +10,32 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test test-fast lint bench clean
 
+# pip installs only uv (its pin is in requirements-dev.txt); uv installs the same pins as pip
+# would, many times faster.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || { test -n "$(PYTHON)" && $(PYTHON) -c '$(SUPPORTED)'; } || { \
 	  echo "make: no supported Python found: notify-worker needs Python 3.11, 3.12 or 3.13."; \
 	  echo "  Install one (Debian/Ubuntu: apt-get install python3 python3-venv; or pyenv),"; \
 	  echo "  or name it: make PYTHON=/path/to/python3.12"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e ./client
+	$(BIN)/pip install -q --disable-pip-version-check "$$(grep '^uv==' requirements-dev.txt)"
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e . -e ./client
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/notify-worker demo
 
+# The tests run in parallel xdist workers, each with its own Redis and S3 (tests/conftest.py
+# groups those that must not run side by side and hands out the longest first).
+TEST_WORKERS ?= 3
+PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_XDIST)
 
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not slow"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports --no-logo

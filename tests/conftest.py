@@ -67,19 +67,87 @@ _redis: LocalRedis | None = None
 def _test_redis_url() -> str:
     global _redis
     explicit = os.environ.get("NOTIFY_TEST_REDIS_URL")
-    if explicit:
+    if explicit and not _xdist_workers():
         return explicit
     if shutil.which("redis-server"):
         _redis = start_redis_server()
         return _redis.url
+    if _xdist_workers():
+        # Parallel workers each need a whole Redis: they read queue lengths and flush DBs.
+        raise pytest.UsageError(
+            "pytest -n: each worker starts a private redis-server, and none is installed "
+            "(Debian/Ubuntu: apt-get install redis-server). Or run the tests without -n."
+        )
+    if explicit:
+        return explicit
     fallback = "redis://127.0.0.1:6379/12"
     if not redis_answers(fallback):
         raise pytest.UsageError("No redis-server to start and none answers at 127.0.0.1:6379.")
     return fallback
 
 
+def _xdist_workers() -> int:
+    """How many xdist workers run the tests (0: none, pytest runs them itself)."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """The process that hands tests to xdist workers and runs none itself."""
+    return bool(getattr(config.option, "numprocesses", None)) and not os.environ.get(
+        "PYTEST_XDIST_WORKER"
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ["REDIS_URL"] = _test_redis_url()
+    if not _xdist_controller(config):
+        os.environ["REDIS_URL"] = _test_redis_url()
+
+
+# Parallel runs (make test: pytest -n 3 --dist loadgroup --no-loadscope-reorder). Every shared
+# resource is per worker already (its own redis-server, moto server, tmp dirs; a PostgreSQL
+# database per module; free ports), so a module is a work unit of its own, as with
+# --dist loadfile: its module fixtures are made once. Exceptions, grouped by module name:
+XDIST_GROUPS = {
+    # CPU-heavy and timing-sensitive (SIGKILLs, failovers, partitions, lease expiry): one after
+    # another on one worker, never two of them at once.
+    "integration/test_redis_failover": "serial",
+    "integration/test_postgres_sink": "serial",
+    "integration/test_partition": "serial",
+    "integration/test_task_leases": "serial",
+}
+# The longest work units go first, so that no worker is handed one near the end (measured:
+# serial ~5 min, the TLS/Sentinel tests ~2.5, the packages' clean venvs and demo ~2, ...).
+XDIST_FIRST = [
+    "serial",
+    "integration/test_redis_tls",
+    "packages",
+    "integration/test_security",
+    "integration/test_csv_batches",
+    "integration/test_beat",
+    "integration/test_health",
+    "integration/test_faults_reports",
+    "integration/test_crash_reports",
+    "integration/test_csv_fairness",
+    "integration/test_faults_letters",
+    "integration/test_cleanup_kill",
+    "integration/test_redis_state_store",
+]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = f"{item.path.parent.name}/{item.path.stem}"  # unit/ and integration/
+            item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(module, module)))
+
+    def rank(item: pytest.Item) -> int:
+        group = item.get_closest_marker("xdist_group").args[0]
+        return XDIST_FIRST.index(group) if group in XDIST_FIRST else len(XDIST_FIRST)
+
+    items.sort(key=rank)  # stable: each group keeps its own order
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
