@@ -32,7 +32,6 @@ class FakeRequest:
         if generation is not None:
             self.request_dict[leases.GENERATION_HEADER] = generation
         self.acknowledged = False
-        self.message: Any = None
         self.hostname = "host-a@test"
 
 
@@ -64,26 +63,35 @@ def test_a_received_leased_task_is_recorded_with_what_a_resend_needs(keeper, red
     assert not leases.superseded(request.id, None)
 
 
-def test_a_held_lease_is_beaten_and_released_once_acknowledged(keeper, redis_client):
+def test_a_held_lease_is_beaten_and_released_by_the_end_of_its_run(
+    keeper, redis_client, monkeypatch
+):
     request = FakeRequest()
     keeper.register(request)
+    assert request.request_dict[leases.TAG_HEADER]  # travels to the pool child
     redis_client.zadd(leases.LIVE_KEY, {request.id: 1.0})  # as if long silent
     assert keeper.tick() == (1, 0)  # within the grace after "received"
     assert redis_client.zscore(leases.LIVE_KEY, request.id) > time.time() - 5
 
-    request.acknowledged = True
-    assert keeper.tick() == (0, 1)
+    assert run_ended(request) == 1  # in the pool child
     assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
     record = redis_client.hgetall(leases.record_key(request.id))
     assert "tag" not in record and record["generation"] == "0"  # kept as a tombstone
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request.acknowledged = True
+    keeper.tick()
+    keeper.tick()
     assert keeper.held() == []
+    assert "tag" not in redis_client.hgetall(leases.record_key(request.id))  # nothing written back
 
 
-class FakeMessage:
-    """kombu's message: its state changes only once the broker took the ack or reject."""
-
-    def __init__(self, state: str) -> None:
-        self._state = state
+def run_ended(request: FakeRequest) -> int:
+    """What the pool child does when the task's run ended (Celery's task_postrun)."""
+    return leases.finish(
+        request.id,
+        request.request_dict[leases.TAG_HEADER],
+        request.request_dict.get(leases.GENERATION_HEADER),
+    )
 
 
 def test_a_request_the_worker_forgot_keeps_its_lease_silent_for_the_reconciler(
@@ -108,34 +116,67 @@ def test_a_request_the_worker_forgot_keeps_its_lease_silent_for_the_reconciler(
     assert leases.superseded(request.id, 0)  # a late redelivery of the old message is dropped
 
 
-def test_a_request_acknowledged_between_two_ticks_is_released(keeper, redis_client, monkeypatch):
-    # Celery takes a finished request out of its sets a moment before acknowledging it.
-    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+def test_the_task_postrun_signal_releases_the_lease_of_a_leased_task(keeper, redis_client):
+    from celery.app.task import Context
+
+    class FakeTask:
+        name = queues.LETTERS_MOVE_TRANSIENT
+
     request = FakeRequest()
     keeper.register(request)
-    assert keeper.tick() == (0, 0)
-    request.acknowledged = True
-    request.message = FakeMessage("ACK")
-    assert keeper.tick() == (0, 1)
+    task = FakeTask()
+    task.request = Context(dict(request.request_dict))  # what the child's task.request holds
+    leases._on_task_postrun(task=task, task_id=request.id)
     assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
-    assert keeper.held() == []
+    assert "tag" not in redis_client.hgetall(leases.record_key(request.id))
 
 
-def test_an_acknowledgement_the_broker_never_took_keeps_the_lease(
+def test_an_acknowledged_request_whose_run_never_ended_keeps_the_lease(
     keeper, redis_client, monkeypatch
 ):
-    # Celery marks the request acknowledged (or rejected for a requeue) even when the broker
-    # call failed on a dead connection; the message itself says whether it reached the broker.
+    # Celery acknowledges a run it terminated after a lost connection as if revoked, and marks a
+    # request acknowledged when the call failed on a dead connection: no end of a run.
     monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
     request = FakeRequest()
     keeper.register(request)
     request.acknowledged = True
-    request.message = FakeMessage("RECEIVED")
     keeper.tick()
     keeper.tick()
     assert keeper.held() == []
     assert redis_client.zscore(leases.LIVE_KEY, request.id) is not None
     assert redis_client.hget(leases.record_key(request.id), "tag")
+
+
+def test_a_revoked_request_releases_its_lease(keeper, redis_client, monkeypatch):
+    from celery.worker import state as worker_state
+
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = FakeRequest()
+    keeper.register(request)
+    request.acknowledged = True
+    worker_state.revoked.add(request.id)
+    try:
+        assert keeper.tick() == (0, 1)
+    finally:
+        worker_state.revoked.discard(request.id)
+    assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
+    assert keeper.held() == []
+
+
+def test_a_run_that_ended_after_the_failover_lost_its_record_is_not_resent(
+    keeper, redis_client, monkeypatch
+):
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = FakeRequest()
+    keeper.register(request)
+    redis_client.delete(leases.record_key(request.id))
+    redis_client.zrem(leases.LIVE_KEY, request.id)
+    assert run_ended(request) == 2  # a tombstone
+    keeper.tick()
+    keeper.tick()
+    assert keeper.held() == []
+    assert not redis_client.hget(leases.record_key(request.id), "tag")
+    assert leases.resend_stale_tasks(app=RecordingApp(), now=time.time() + 10_000) == []
 
 
 def test_a_lease_record_the_state_store_lost_is_written_again(keeper, redis_client):
@@ -263,8 +304,7 @@ def test_after_a_resend_the_old_delivery_can_neither_beat_nor_take_the_lease_bac
     newer.id = request.id
     assert keeper.register(newer)  # the re-sent delivery takes the lease
     assert redis_client.hget(leases.record_key(request.id), "generation") == "1"
-    request.acknowledged = True
-    keeper.tick()  # the old delivery's release must not drop the new lease
+    assert run_ended(request) == 0  # the old delivery's end must not drop the new lease
     assert redis_client.zscore(leases.LIVE_KEY, request.id) is not None
 
 
@@ -303,8 +343,7 @@ def test_a_requeued_delivery_keeps_its_lease_until_its_redelivery_takes_it(
     monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
     request = FakeRequest()
     keeper.register(request)
-    request.acknowledged = True
-    request.message = FakeMessage("REJECTED")
+    request.acknowledged = True  # rejected with requeue: acknowledged for Celery, no run ended
     keeper.tick()
     keeper.tick()
     assert keeper.held() == []
@@ -315,9 +354,7 @@ def test_a_requeued_delivery_keeps_its_lease_until_its_redelivery_takes_it(
     again.id = request.id
     assert keeper.register(again)
     assert redis_client.hget(leases.record_key(request.id), "tag") != first_tag
-    again.acknowledged = True
-    again.message = FakeMessage("ACK")
-    assert keeper.tick() == (0, 1)
+    assert run_ended(again) == 1
     assert redis_client.zscore(leases.LIVE_KEY, request.id) is None
 
 

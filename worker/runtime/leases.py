@@ -12,18 +12,19 @@ requeues its message), but when the whole machine goes nothing requeues anything
 * **Heartbeat.** A thread in the worker's main process refreshes the score of every message it
   still holds, several times per ``NOTIFY_JOB_STALE_SECONDS``. The main process is the one that
   dies with the machine, so the heartbeat stops with it.
-* **Release only on a real end.** The lease is released when the task ran to its end and the
-  broker took the acknowledgement (succeeded, failed, timed out, dropped, revoked), or when a
-  re-send superseded it. Any other way a request leaves the worker keeps the lease, no longer
-  beaten, so the reconciler re-sends the task after the stale period: a lost broker connection
-  cancels and forgets what the worker held (kombu's restore of those messages may go to the
-  dead server, or the message was gone with it before it was recorded unacknowledged), an
-  acknowledgement or requeue that never reached the broker, a requeue after a lost pool child
-  (kombu puts back only what the server's ``unacked`` hash still holds). When the message does
-  come back, its delivery takes the lease on receipt and no re-send happens. A lease record
-  the state store lost (a failover to a replica that had not received it) is written again by
-  the next heartbeat or when the request is forgotten, and one Redis refused at receipt is
-  retried there too.
+* **Release only on a real end.** The pool child releases the lease when the task's run ended
+  (Celery's ``task_postrun``: succeeded, failed, retried, dropped; the delivery's tag travels
+  to it in the request's headers), and the main process when the task was revoked or a re-send
+  superseded it. Acknowledgements say nothing: Celery acknowledges a run it terminated after a
+  lost connection as if revoked, marks a request acknowledged when the call failed on a dead
+  connection, and kombu's requeue puts back only what the server's ``unacked`` hash still
+  holds. So any other way a request leaves the worker (a lost broker connection cancels and
+  forgets what it held; a killed pool child) keeps the lease, no longer beaten, and the
+  reconciler re-sends the task after the stale period. When the message does come back, its
+  delivery takes the lease on receipt and no re-send happens. A lease record the state store
+  lost (a failover to a replica that had not received it) is written again by the next
+  heartbeat, or when its request is let go without a run's end; one Redis refused at receipt
+  is retried there too.
 * **Re-send.** The reconciler (``notify.jobs.reconcile``) re-sends every task whose heartbeat is
   older than the stale period: same task id (the caller's result arrives under the id it
   knows; the redelivery cap counts every re-send), same queue and arguments, one generation
@@ -65,6 +66,9 @@ LEASED_TASKS = frozenset(
     {queues.LETTERS_MOVE_TRANSIENT, queues.REPORTS_GENERATE, queues.CLEANUP_SWEEP}
 )
 GENERATION_HEADER = "notify_lease_generation"
+# Put into the request by the worker's main process on receipt, read by the pool child: which
+# delivery's lease the run releases when it ends.
+TAG_HEADER = "notify_lease_tag"
 LIVE_KEY = key("tasks", "live")
 # A request between "received" and "reserved" is in none of the worker's sets for a moment.
 _RECEIVED_GRACE_SECONDS = 5.0
@@ -136,6 +140,23 @@ end
 return 0
 """
 
+# KEYS: record, live. ARGV: task id, tag, generation, ttl. The run of this delivery ended (in the
+# pool child): release its lease; if the record was lost (a failover), leave a tombstone so the
+# worker's main process does not write the lease again for the reconciler.
+_FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'generation', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  return 2
+end
+if redis.call('HGET', KEYS[1], 'tag') == ARGV[2] then
+  redis.call('HDEL', KEYS[1], 'tag')
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
 # KEYS: record, live. ARGV: task id, new generation, cutoff. After the re-send was published:
 # raise the generation (unless the new delivery got there first) and drop the stale lease.
 _SUPERSEDE = """
@@ -185,6 +206,9 @@ class LeaseKeeper:
         generation (the task will drop it) or Redis cannot be reached now (the heartbeat
         thread then tries again while the worker still holds the message)."""
         tag = uuid.uuid4().hex
+        # The pool child releases the lease when the run ends (``finish``): the tag travels to
+        # it in the request's headers, which Celery hands to the child as they are.
+        request.request_dict[TAG_HEADER] = tag
         try:
             held = self._record(request, tag)
         except redis.RedisError as error:
@@ -194,6 +218,7 @@ class LeaseKeeper:
             self._ensure_thread()
             return False
         if not held:
+            request.request_dict.pop(TAG_HEADER, None)
             return False
         with self._lock:
             self._held[tag] = _Held(request.id, tag, request)
@@ -245,21 +270,20 @@ class LeaseKeeper:
                 logger.exception("task lease heartbeat failed")
 
     def tick(self) -> tuple[int, int]:
-        """Beat every lease still held, release those whose delivery ended, stop beating (but
-        keep) those the worker forgot without an end; returns (beaten, released)."""
+        """Beat every lease whose request the worker still holds; stop beating those it let go
+        (the pool child released the lease if the run ended; otherwise it stays, silent, for
+        the reconciler); release those of revoked requests. Returns (beaten, released)."""
         from celery.worker import state as worker_state
 
         now_mono = time.monotonic()
         beat: list[_Held] = []
         done: list[_Held] = []
-        forgotten: list[_Held] = []
+        gone: list[_Held] = []
         with self._lock:
             holding = list(self._held.values())
         for held in holding:
             request = held.request
-            if _ended(request):
-                done.append(held)
-            elif (
+            if (
                 request in worker_state.active_requests
                 or request in worker_state.reserved_requests
                 or request in worker_state.scheduled_requests
@@ -267,63 +291,68 @@ class LeaseKeeper:
             ):
                 held.vanished = False
                 beat.append(held)
+            elif request.acknowledged and request.id in worker_state.revoked:
+                done.append(held)  # revoked: acknowledged without a run, never to run again
             elif not held.vanished:
-                # Out of every set but not acknowledged: either forgotten (a lost connection)
-                # or between leaving the active set and its acknowledgement. Look again next
-                # tick before deciding; not beaten meanwhile.
+                # Out of every set: ended, or forgotten on a lost connection, or between two
+                # of Celery's steps. Look again next tick before deciding; not beaten meanwhile.
                 held.vanished = True
             else:
-                forgotten.append(held)
-        # A delivery whose record Redis refused at receipt: record it now, beaten or forgotten
-        # (a forgotten one then waits, silent, for the reconciler like any other).
-        for held in beat + forgotten:
+                gone.append(held)
+        # A delivery whose record Redis refused at receipt: record it now, beaten or let go
+        # (one let go then waits, silent, for the reconciler like any other).
+        for held in beat + gone:
             if not held.recorded:
                 self._retry_record(held)
-        unrecorded = [held for held in done if not held.recorded]
         with self._lock:
-            for held in unrecorded:  # ended before it was ever recorded: nothing to release
-                self._held.pop(held.tag, None)
+            for held in done:
+                if not held.recorded:  # ended before it was ever recorded: nothing to release
+                    self._held.pop(held.tag, None)
         beat = [held for held in beat if held.recorded]
         done = [held for held in done if held.recorded]
-        forgotten = [held for held in forgotten if held.recorded]
-        if not beat and not done and not forgotten:
+        gone = [held for held in gone if held.recorded]
+        if not beat and not done and not gone:
             return 0, 0
-        if beat or done:
-            now = time.time()
-            with get_redis().pipeline(transaction=False) as pipe:
-                for held in beat:
-                    pipe.eval(
-                        _BEAT, 2, record_key(held.task_id), LIVE_KEY, held.task_id, held.tag, now
-                    )
-                for held in done:
-                    pipe.eval(
-                        _RELEASE, 2, record_key(held.task_id), LIVE_KEY, held.task_id, held.tag
-                    )
-                pipe.expire(LIVE_KEY, _record_ttl())
-                results = pipe.execute()  # a RedisError leaves everything held: next tick
-            for held, result in zip(beat, results, strict=False):
-                if result == -1:
-                    self._retry_record(held)  # the record was lost (a failover): write it again
+        now = time.time()
+        with get_redis().pipeline(transaction=False) as pipe:
+            for held in beat:
+                pipe.eval(_BEAT, 2, record_key(held.task_id), LIVE_KEY, held.task_id, held.tag, now)
+            for held in done:
+                pipe.eval(_RELEASE, 2, record_key(held.task_id), LIVE_KEY, held.task_id, held.tag)
+            for held in gone:
+                pipe.hget(record_key(held.task_id), "tag")
+            pipe.expire(LIVE_KEY, _record_ttl())
+            results = pipe.execute()  # a RedisError leaves everything held: next tick
+        for held, result in zip(beat, results, strict=False):
+            if result == -1:
+                self._retry_record(held)  # the record was lost (a failover): write it again
         kept: list[_Held] = []
-        for held in forgotten:
-            # The lease stays in Redis, silent: the reconciler re-sends the task after the
-            # stale period (unless a redelivery of the message takes the lease first). A record
-            # the state store lost in a failover is written again first, or nobody would.
-            try:
-                if not get_redis().exists(record_key(held.task_id)):
+        for held, tag in zip(gone, results[len(beat) + len(done) :], strict=False):
+            if tag is None and not self._record_exists(held):
+                # The record was lost in a failover and the run never released it: write it
+                # again, or nobody would re-send the task.
+                try:
                     self._record(held.request, held.tag)
-            except redis.RedisError:
-                continue  # next tick
+                except redis.RedisError:
+                    continue  # next tick
+                tag = held.tag
+            if tag == held.tag:
+                logger.warning(
+                    "task %s left this worker before its run ended: its lease is kept for the "
+                    "reconciler",
+                    held.task_id,
+                )
             kept.append(held)
-            logger.warning(
-                "task %s left this worker without an acknowledgement: its lease is kept for "
-                "the reconciler",
-                held.task_id,
-            )
         with self._lock:
             for held in done + kept:
                 self._held.pop(held.tag, None)
         return len(beat), len(done)
+
+    def _record_exists(self, held: _Held) -> bool:
+        try:
+            return bool(get_redis().exists(record_key(held.task_id)))
+        except redis.RedisError:
+            return True  # unknown: leave it; the next tick asks again only if still held
 
     def _retry_record(self, held: _Held) -> None:
         try:
@@ -333,24 +362,9 @@ class LeaseKeeper:
         if recorded:
             held.recorded = True
         else:  # a newer generation exists: this delivery will be dropped, nothing to keep
+            held.request.request_dict.pop(TAG_HEADER, None)
             with self._lock:
                 self._held.pop(held.tag, None)
-
-
-def _ended(request: Any) -> bool:
-    """Did the delivery really end? Only an acknowledgement the broker took says so: the task
-    ran to its end (succeeded, failed, timed out, dropped, revoked). Celery marks a request
-    acknowledged even when the call never reached the broker (a lost connection: it logs and
-    carries on), and kombu's message changes state only once the broker took it. A rejection
-    is a requeue here (a pool child lost): kombu's requeue puts back only what the server's
-    ``unacked`` hash still holds, which after a failover may be nothing, so it is no end; the
-    requeued delivery, when it exists, takes the lease on receipt."""
-    if not request.acknowledged:
-        return False
-    message = getattr(request, "message", None)
-    if message is None:
-        return True
-    return getattr(message, "_state", "ACK") == "ACK"
 
 
 _keeper: LeaseKeeper | None = None
@@ -367,6 +381,39 @@ def keeper() -> LeaseKeeper:
 def _on_task_received(request: Any = None, **_: Any) -> None:
     if request is not None and request.name in LEASED_TASKS:
         keeper().register(request)
+
+
+def finish(task_id: str, tag: str, generation: Any) -> int:
+    """The run of a delivery ended (called in the pool child): release its lease. 1 released,
+    2 the record was gone (a tombstone is left), 0 another delivery holds the lease."""
+    return int(
+        get_redis().eval(
+            _FINISH,
+            2,
+            record_key(task_id),
+            LIVE_KEY,
+            task_id,
+            tag,
+            generation_of(generation),
+            _record_ttl(),
+        )
+    )
+
+
+@signals.task_postrun.connect
+def _on_task_postrun(task: Any = None, task_id: str | None = None, **_: Any) -> None:
+    # Sent by Celery's tracer once the task's body returned or raised (succeeded, failed,
+    # retried, dropped), never for a run cut by a killed or terminated child.
+    if task is None or task_id is None or task.name not in LEASED_TASKS:
+        return
+    tag = task.request.get(TAG_HEADER)
+    if not tag:
+        return
+    try:
+        finish(task_id, tag, task.request.get(GENERATION_HEADER))
+    except redis.RedisError as error:
+        # The lease stays; the reconciler re-sends the task, whose run then finds it done.
+        logger.warning("could not release the lease of %s: %s", task_id, error)
 
 
 def superseded(task_id: str, generation: Any) -> bool:
