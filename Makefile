@@ -32,7 +32,7 @@ TEST_WORKERS ?= 3
 PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest $(PYTEST_XDIST)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) --durations=20
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not slow"

@@ -121,6 +121,16 @@ def fresh_s3(moto_endpoint: str) -> Any:
     return client
 
 
+def unacked_on(client: Any, queue: str) -> int:
+    """How many deliveries from ``queue`` the broker still holds unacknowledged. A test counts
+    its own queue's: the session's Redis may still hold a delivery an earlier test's killed
+    worker took (until its visibility timeout), and under xdist any module may run before."""
+    import json
+
+    # kombu keeps each as JSON [message, exchange, routing key] in the "unacked" hash.
+    return sum(1 for raw in client.hvals("unacked") if json.loads(raw)[2] == queue)
+
+
 def redis_text(client: Any) -> list[str]:
     """Every key name and value in one Redis database, as text (small databases only): what a
     test scans for recipients or secrets that must never be stored."""

@@ -28,6 +28,7 @@ from tests.poison_tasks import DIE, POISON_QUEUE, deliveries_key
 from tests.reliability_fixtures import (
     audit_sse,
     fresh_s3,
+    unacked_on,
     wait_for,
     wipe_notify_state,
 )
@@ -62,7 +63,9 @@ def test_poison_message_is_dead_lettered_after_the_redelivery_cap(rel_workers, r
     assert entry.error_code == "redelivery_cap"
     # Gone from the broker: not waiting, not unacked (else Redis would hand it out again).
     assert redis_client.llen(POISON_QUEUE) == 0
-    wait_for(lambda: redis_client.hlen("unacked") == 0, 10, what="the unacked entry to clear")
+    wait_for(
+        lambda: unacked_on(redis_client, POISON_QUEUE) == 0, 10, what="the unacked entry to clear"
+    )
 
 
 # --- the corpus, through a real worker -----------------------------------------------------------

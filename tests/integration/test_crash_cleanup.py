@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.cleanup_fixtures import audit_lines, bucket, keys_in, seed
-from tests.reliability_fixtures import private_queue
+from tests.reliability_fixtures import private_queue, unacked_on
 from worker.runtime import queues
 from worker.runtime.app import app
 
@@ -77,7 +77,7 @@ def test_sweep_killed_with_its_machine_is_finished_by_the_redelivery(
     assert protected <= left
     remaining = len(expired & left)
     assert 0 < remaining < len(expired), remaining  # killed half-way
-    assert redis_client.hlen("unacked") == 1  # Redis still holds the delivery
+    assert unacked_on(redis_client, queue) == 1  # Redis still holds the delivery
 
     # A new machine, once the visibility timeout has passed, gets the message again.
     time.sleep(max(0.0, VISIBILITY + 0.5 - (time.monotonic() - killed_at)))

@@ -26,7 +26,7 @@ import pytest
 
 from storage.settings import get_settings
 from tasks.cleanup.sweep import sweep
-from tests.reliability_fixtures import private_queue
+from tests.reliability_fixtures import private_queue, unacked_on
 from tests.reports_fixtures import SERVICE, read_report
 from worker.runtime import queues
 from worker.runtime.app import app
@@ -73,7 +73,7 @@ def test_report_killed_with_its_machine_leaves_no_partial_object_and_a_rerun_com
     # Dead: nothing at the key, one dangling upload, the delivery still held by Redis.
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=key)
     [dead] = [u for u, k in _uploads(s3).items() if k == key]
-    assert redis_client.hlen("unacked") == 1
+    assert unacked_on(redis_client, queue) == 1
 
     # Cleanup: the dead upload is minutes old, so it stays, whatever as_of says; an orphan
     # from two days ago (a run that was never retried) is aborted.
