@@ -1,8 +1,10 @@
 """The client's Redis URLs follow the workers' rules: the same three forms, the same variables,
-no password in any message (notify_worker_client.redis_urls; it imports nothing of ours)."""
+no password in any message (notify_worker_client.redis_urls; it imports nothing of ours, and
+the workers' module builds on its parser)."""
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from notify_worker_client import NotifyClient
 from notify_worker_client import redis_urls as client_urls
 from notify_worker_client.validation import InvalidArgument
 
+from storage.errors import ConfigurationError
 from worker.runtime import redis_urls as worker_urls
 
 SENTINEL_URL = (
@@ -31,6 +34,7 @@ URLS = [
 @pytest.mark.parametrize("url", URLS)
 def test_the_client_reads_a_url_as_the_workers_do(url):
     ours, theirs = client_urls.parse(url), worker_urls.parse(url)
+    assert isinstance(theirs, client_urls.RedisTarget)  # one parser, the client's
     assert (ours.scheme, ours.hosts, ours.db, ours.username, ours.password) == (
         theirs.scheme,
         theirs.hosts,
@@ -55,6 +59,62 @@ def test_a_bad_url_is_refused_without_its_password(url):
     with pytest.raises(InvalidArgument) as caught:
         client_urls.parse(url)
     assert "Secret-77" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("", "it is empty"),
+        ("http://h:1/0", "unknown scheme 'http'"),
+        ("redis://:Secret-77@/0", "no host"),
+        ("redis://h/x", "bad database number 'x'"),
+        ("redis://h/-1", "bad database number '-1'"),
+        ("redis://h/\u00b2", "bad database number '\u00b2'"),  # a digit int() refuses
+        ("redis://:Secret-77@h:99999/0", "Port out of range 0-65535"),
+        ("redis://:Secret-77@h:x/0", "Port could not be cast to integer value as 'x'"),
+        # urlsplit's own message would quote the address, password included.
+        ("redis://:Secret\uff03-77@h/0", "a malformed address"),
+        ("redis://[::1/0", "a malformed address"),
+        ("sentinel://h:1;redis://h2:1/0", "every part must use the same scheme"),
+        ("redis://h:1;redis://h2:1/0", "only sentinel:// URLs list several hosts"),
+    ],
+)
+def test_the_client_and_the_workers_refuse_a_url_for_the_same_reason(url, reason):
+    with pytest.raises(client_urls.RedisURLError, match=f"^{re.escape(reason)}"):
+        client_urls.RedisTarget.from_url(url)
+    with pytest.raises(InvalidArgument) as ours:
+        client_urls.parse(url, "state_redis")
+    with pytest.raises(ConfigurationError) as theirs:
+        worker_urls.parse(url, "NOTIFY_STATE_REDIS_URL")
+    assert f"not a usable Redis URL: {reason}" in str(ours.value)
+    assert f": {reason}" in theirs.value.message and theirs.value.code == "bad_redis_url"
+    for text in (str(ours.value), theirs.value.message):
+        assert "Secret" not in text
+
+
+def test_database_numbers_are_read_as_redis_py_and_kombu_read_them():
+    # int() of the path, as both do; the client followed a stricter rule of its own before.
+    assert client_urls.parse("redis://h/+3").db == worker_urls.parse("redis://h/+3").db == 3
+    assert client_urls.parse("sentinel://a/07;sentinel://b/9").db == 7  # the first one given
+
+
+def test_sentinel_credentials_reach_every_part_from_wherever_they_are_written():
+    assert client_urls.celery_url(";sentinel://:P%40w@a/1;sentinel://b") == (
+        "sentinel://:P%40w@a:26379/1;sentinel://:P%40w@b:26379/1"
+    )
+    assert client_urls.celery_url("sentinel://a;sentinel://u:Pw@b/2") == (
+        "sentinel://u:Pw@a:26379/2;sentinel://u:Pw@b:26379/2"
+    )
+    assert client_urls.celery_url("sentinel://a;sentinel://b/2") == (
+        "sentinel://a:26379/2;sentinel://b:26379/2"
+    )
+    target = worker_urls.parse("sentinel://a;sentinel://:Pw@b/2")
+    assert worker_urls.celery_url(target) == target.celery_url()
+
+
+def test_a_target_shows_no_password():
+    for target in (client_urls.parse(SENTINEL_URL), worker_urls.parse(SENTINEL_URL)):
+        assert "data-Pw-1" not in repr(target) and "10.0.0.2" in repr(target)
 
 
 def test_settings_come_from_the_workers_variables(tmp_path: Path):

@@ -62,6 +62,7 @@ def test_parse_the_three_forms():
         "redis://h:1;redis://h:2/0",
         "sentinel://h:1;redis://h:2/0",
         "redis://:s3cret-pw@h:99999/0",
+        "redis://:s3cret\uff03pw@h/0",  # urlsplit's own error would quote the password
     ],
 )
 def test_bad_urls_are_clear_errors_without_the_password(url):
@@ -135,6 +136,8 @@ def test_messages_name_the_host_never_the_password():
 def test_repr_of_settings_has_no_password():
     text = repr(settings(REDIS_URL="redis://:s3cret-pw@h/0", NOTIFY_REDIS_SENTINEL_PASSWORD="x1"))
     assert "s3cret" not in text and "x1" not in text
+    text = repr(redis_urls.parse("redis://:s3cret-pw@h/0", "NOTIFY_STATE_REDIS_URL"))
+    assert "s3cret" not in text and "NOTIFY_STATE_REDIS_URL" in text
 
 
 def test_check_fails_fast_on_a_closed_port():

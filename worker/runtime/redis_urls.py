@@ -14,6 +14,11 @@
 Three URLs use these forms: ``REDIS_URL`` (broker), ``NOTIFY_RESULT_BACKEND_URL`` (results) and
 ``NOTIFY_STATE_REDIS_URL`` (the ``notify:`` state and RedBeat). ``check`` connects once at
 start-up and turns a failure into a message naming the URL's host, never its password.
+
+The parsing, the constants and the TLS and sentinel options are the client package's
+(``notify_worker_client.redis_urls``, which the web app uses for the same URLs): one set of
+rules. This module adds the workers' side: errors naming the variable, RedBeat's options, the
+start-up check and the messages.
 """
 
 from __future__ import annotations
@@ -21,154 +26,74 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.sentinel
+from notify_worker_client import redis_urls as client_urls
+from notify_worker_client.redis_urls import CLIENT_OPTIONS, RedisSettings, RedisURLError
+from notify_worker_client.redis_urls import DEFAULT_PORTS as DEFAULT_PORTS
+from notify_worker_client.redis_urls import SCHEMES as SCHEMES
+from notify_worker_client.redis_urls import SENTINEL_OPTIONS as SENTINEL_OPTIONS
 
 from storage.errors import ConfigurationError
-from worker.runtime.settings import (
-    REDIS_URL_SEPARATOR,
-    WorkerSettings,
-    get_worker_settings,
-    sanitize_url,
-)
-
-SCHEMES = ("redis", "rediss", "sentinel")
-DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "sentinel": 26379}
-
-# Timeouts shared by every client this project makes: a dead server is noticed within seconds,
-# and an idle connection a firewall dropped is found before it is used.
-CLIENT_OPTIONS: dict[str, Any] = {
-    "socket_timeout": 30,
-    "socket_connect_timeout": 10,
-    "health_check_interval": 25,
-    "retry_on_timeout": True,
-}
-SENTINEL_OPTIONS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+from worker.runtime.settings import WorkerSettings, get_worker_settings, sanitize_url
 
 
 @dataclass(frozen=True)
-class RedisTarget:
-    """One parsed Redis URL. ``hosts`` has one entry, or one per sentinel."""
+class RedisTarget(client_urls.RedisTarget):
+    """One parsed Redis URL (the client package's, parsed by its rules) and the variable it
+    came from. ``hosts`` has one entry, or one per sentinel."""
 
-    url: str
     variable: str
-    scheme: str
-    hosts: tuple[tuple[str, int], ...]
-    db: int
-    username: str | None
-    password: str | None
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "rediss"
-
-    @property
-    def sentinel(self) -> bool:
-        return self.scheme == "sentinel"
-
-    @property
-    def where(self) -> str:
-        """Host and port (or every sentinel's), for messages: never the password."""
-        joined = ", ".join(f"{host}:{port}" for host, port in self.hosts)
-        return f"sentinels {joined}" if self.sentinel else joined
 
 
 def parse(url: str, variable: str = "REDIS_URL") -> RedisTarget:
     """Parse and check a Redis URL; a bad one is a ConfigurationError naming ``variable``."""
-
-    def bad(why: str) -> ConfigurationError:
-        return ConfigurationError(
+    try:
+        return RedisTarget.from_url(url, variable=variable)
+    except RedisURLError as why:
+        raise ConfigurationError(
             f"{variable} is not a usable Redis URL ({sanitize_url(url)}): {why}. Expected "
             "redis://[user:password@]host:port/db, rediss://… (TLS) or "
             "sentinel://[:password@]host1:port1;sentinel://host2:port2/db.",
             code="bad_redis_url",
-        )
+        ) from None
 
-    chunks = [chunk.strip() for chunk in (url or "").split(REDIS_URL_SEPARATOR) if chunk.strip()]
-    if not chunks:
-        raise bad("it is empty")
-    hosts: list[tuple[str, int]] = []
-    schemes = set()
-    db: int | None = None
-    username = password = None
-    for chunk in chunks:
-        try:
-            parts = urlsplit(chunk)
-            port = parts.port
-        except ValueError as error:
-            raise bad(f"{error}") from None
-        if parts.scheme not in SCHEMES:
-            raise bad(f"unknown scheme {parts.scheme!r}")
-        schemes.add(parts.scheme)
-        if not parts.hostname:
-            raise bad("no host")
-        hosts.append((parts.hostname, port or DEFAULT_PORTS[parts.scheme]))
-        if parts.password is not None and password is None:
-            password = unquote(parts.password)
-        if parts.username and username is None:
-            username = unquote(parts.username)
-        path = parts.path.strip("/")
-        if path:
-            try:
-                number = int(path)
-            except ValueError:
-                raise bad(f"bad database number {path!r}") from None
-            if number < 0:
-                raise bad(f"bad database number {path!r}")
-            db = number if db is None else db
-    if len(schemes) > 1:
-        raise bad("every part must use the same scheme")
-    scheme = schemes.pop()
-    if scheme != "sentinel" and len(hosts) > 1:
-        raise bad("only sentinel:// URLs list several hosts")
-    return RedisTarget(url, variable, scheme, tuple(hosts), db or 0, username, password)
+
+def redis_settings(settings: WorkerSettings) -> RedisSettings:
+    """The workers' Redis variables in the client package's form, which builds the options."""
+    return RedisSettings(
+        ca_file=settings.redis_ca_file,
+        sentinel_master=settings.sentinel_master,
+        sentinel_password=settings.sentinel_password,
+        sentinel_tls=settings.sentinel_tls,
+    )
 
 
 def ssl_options(settings: WorkerSettings) -> dict[str, Any]:
     """What redis-py, kombu and Celery's result backend take for a verified TLS connection."""
-    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    if settings.redis_ca_file:
-        options["ssl_ca_certs"] = settings.redis_ca_file
-    return options
+    return redis_settings(settings).ssl_options()
 
 
 def uses_tls(target: RedisTarget, settings: WorkerSettings) -> bool:
     """Does the connection to the data server (the master, for a sentinel URL) use TLS?"""
-    return target.tls or (target.sentinel and settings.sentinel_tls)
+    return redis_settings(settings).uses_tls(target)
 
 
 def sentinel_kwargs(settings: WorkerSettings) -> dict[str, Any]:
     """Options for the connections to the sentinels themselves."""
-    options = dict(SENTINEL_OPTIONS)
-    if settings.sentinel_password:
-        options["password"] = settings.sentinel_password
-    if settings.sentinel_tls:
-        options.update(ssl=True, **ssl_options(settings))
-    return options
+    return redis_settings(settings).sentinel_kwargs()
 
 
 def celery_url(target: RedisTarget) -> str:
-    """The URL as Celery and kombu want it. A sentinel URL gets the credentials and database
-    number on every part: kombu reads them from the first part, the documented form carries
-    them on the first (credentials) and last (database) only."""
-    if not target.sentinel:
-        return target.url
-    auth = ""
-    if target.password is not None or target.username:
-        raw = urlsplit(target.url.split(REDIS_URL_SEPARATOR)[0])
-        auth = raw.netloc.rpartition("@")[0] + "@"
-    return REDIS_URL_SEPARATOR.join(
-        f"sentinel://{auth}{host}:{port}/{target.db}" for host, port in target.hosts
-    )
+    """The URL as Celery and kombu want it (a sentinel URL: credentials and database number
+    on every part, where kombu reads them)."""
+    return target.celery_url()
 
 
 def transport_options(target: RedisTarget, settings: WorkerSettings) -> dict[str, Any]:
     """Sentinel options for ``broker_transport_options`` / the result backend's (else {})."""
-    if not target.sentinel:
-        return {}
-    return {"master_name": settings.sentinel_master, "sentinel_kwargs": sentinel_kwargs(settings)}
+    return redis_settings(settings).transport_options(target)
 
 
 def redbeat_config(target: RedisTarget, settings: WorkerSettings) -> dict[str, Any]:
@@ -209,21 +134,9 @@ def make_client(
     """A redis-py client for any of the three URL forms (a sentinel URL gives a client that
     finds the current master itself, after a failover too)."""
     target = parse(url, variable)
-    options = {**CLIENT_OPTIONS, **overrides, "decode_responses": decode_responses}
-    if target.sentinel:
-        credentials: dict[str, Any] = {"password": target.password}
-        if target.username:
-            credentials["username"] = target.username
-        if settings.sentinel_tls:
-            # redis-py's sentinel pool makes its connections TLS ones when given ssl=True.
-            credentials.update(ssl=True, **ssl_options(settings))
-        manager = redis.sentinel.Sentinel(
-            list(target.hosts), sentinel_kwargs=sentinel_kwargs(settings), **credentials
-        )
-        return manager.master_for(settings.sentinel_master, db=target.db, **options)
-    if target.tls:
-        options.update(ssl_options(settings))
-    return redis.Redis.from_url(url, **options)
+    return client_urls.connect(
+        target, redis_settings(settings), **overrides, decode_responses=decode_responses
+    )
 
 
 def describe_error(target: RedisTarget, error: BaseException) -> str:
@@ -303,4 +216,6 @@ def parse_quietly(url: str) -> RedisTarget:
     try:
         return parse(url)
     except ConfigurationError:
-        return RedisTarget(url, "", "redis", (), 0, None, None)
+        return RedisTarget(
+            url=url, scheme="redis", hosts=(), db=0, username=None, password=None, variable=""
+        )

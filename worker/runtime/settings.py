@@ -7,15 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from notify_worker_client.redis_urls import DEFAULT_SENTINEL_MASTER
+from notify_worker_client.redis_urls import SEPARATOR as REDIS_URL_SEPARATOR
+
 from storage.errors import ConfigurationError
 from storage.settings import env_int
 from worker.runtime import queues
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
-
-DEFAULT_SENTINEL_MASTER = "mymaster"
-REDIS_URL_SEPARATOR = ";"  # between the sentinels of a sentinel:// URL (Celery's own form)
+# DEFAULT_SENTINEL_MASTER and REDIS_URL_SEPARATOR (';' between the sentinels of a sentinel://
+# URL) are the client package's, which parses these URLs for the web app and for us.
 
 
 def sanitize_url(url: str) -> str:
