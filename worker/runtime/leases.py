@@ -143,19 +143,15 @@ return 0
 # KEYS: record, live. ARGV: task id, tag, generation, ttl. The run of this delivery ended (in the
 # pool child): release its lease; if the record was lost (a failover), leave a tombstone so the
 # worker's main process does not write the lease again for the reconciler.
-_FINISH = """
+_FINISH = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'generation', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   return 2
-end
-if redis.call('HGET', KEYS[1], 'tag') == ARGV[2] then
-  redis.call('HDEL', KEYS[1], 'tag')
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"""
+end"""
+    + _RELEASE
+)
 
 # KEYS: record, live. ARGV: task id, new generation, cutoff. After the re-send was published:
 # raise the generation (unless the new delivery got there first) and drop the stale lease.
