@@ -35,6 +35,7 @@ from tasks.csv_batches.resend import resend_job
 from tasks.csv_batches.spec import JobSpec
 from tasks.csv_batches.state import Counters
 from tasks.csv_batches.validation.columns import FileError
+from worker.runtime.logs import current_request_id
 from worker.runtime.queues import bulk_queue
 from worker.runtime.settings import get_worker_settings
 
@@ -141,6 +142,7 @@ def _run(spec: JobSpec, lease: JobLease, app: Celery | None, queue: str | None) 
             "size": info.size,
             "runner": lease.token,
             **({"queue": queue} if queue else {}),
+            **_request_id_field(),
             **({} if resuming else {"checkpoint": 0, "dispatched": 0, "invalid": 0}),
         },
     )
@@ -258,3 +260,9 @@ def _fail(
         "error_message": error.message,
         **recorded,
     }
+
+
+def _request_id_field() -> dict[str, str]:
+    """The sender's request id, kept with the job so a re-drive or re-send carries it on."""
+    request_id = current_request_id()
+    return {"request_id": request_id} if request_id and request_id != "invalid" else {}

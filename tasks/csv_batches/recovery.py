@@ -95,7 +95,10 @@ def redrive_stale_jobs(*, app: Celery | None = None, now: float | None = None) -
                 )
             continue
         (app or current_app).send_task(
-            queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=queue
+            queues.CSV_PROCESS_BATCH,
+            kwargs=spec.task_kwargs(),
+            queue=queue,
+            headers=state.resend_headers(),
         )
         logger.warning("re-drove %s job %s (silent for too long)", status, upload_id)
         sent.append(upload_id)
@@ -271,7 +274,10 @@ def _resend(upload_id: str, state: JobState, why: str, app: Any) -> bool:
     if resends is None:
         return False
     (app or current_app).send_task(
-        queues.CSV_PROCESS_BATCH, kwargs=spec.task_kwargs(), queue=_job_queue(full)
+        queues.CSV_PROCESS_BATCH,
+        kwargs=spec.task_kwargs(),
+        queue=_job_queue(full),
+        headers=full.resend_headers(),
     )
     logger.warning("re-sending the rows of job %s (re-send %d): %s", upload_id, resends, why)
     return True

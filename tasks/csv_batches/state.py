@@ -37,6 +37,7 @@ from typing import Any
 import redis
 
 from storage.keys import isoformat
+from worker.runtime.queues import REQUEST_ID_HEADER
 from worker.runtime.redis_state import get_broker_redis, get_redis, key
 from worker.runtime.settings import get_worker_settings
 
@@ -152,6 +153,7 @@ class JobState:
     source: str | None = None
     params: str | None = None  # the job's JobSpec.params_json()
     queue: str | None = None  # the queue its message came on (re-drives go there)
+    request_id: str | None = None  # the sender's notify_request_id (re-drives carry it on)
     etag: str | None = None
     final_etag: str | None = None
     size: int = 0
@@ -213,6 +215,10 @@ class JobState:
     @property
     def done(self) -> bool:
         return self.status in DONE_STATUSES
+
+    def resend_headers(self) -> dict[str, str] | None:
+        """Message headers for a re-drive or re-send: the sender's request id, if it gave one."""
+        return {REQUEST_ID_HEADER: self.request_id} if self.request_id else None
 
     def job_params(self) -> dict[str, Any] | None:
         return json.loads(self.params) if self.params else None

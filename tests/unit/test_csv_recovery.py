@@ -160,6 +160,28 @@ def test_lost_sink_batches_are_resent_once_the_sink_is_quiet(env):
     assert upload_id not in st.watched_jobs()
 
 
+def test_a_resend_carries_the_request_id_the_job_was_sent_with(env):
+    from worker.runtime.logs import log_context
+
+    upload_id = upload(env, csv_text(["phone number", "name"], ROWS))
+    first = FakeApp()
+    with log_context(request_id="web-req-42"):
+        processing.process_job(make_spec(upload_id), app=first, queue="csv-batches")
+    assert st.load_or_empty(upload_id).request_id == "web-req-42"
+    store(first.batches()[:1])
+    reconciler = FakeApp()
+    assert recovery.reconcile(app=reconciler, rebuild=False, now=later())["resent"] == 1
+    assert reconciler.sent[0]["headers"] == {queues.REQUEST_ID_HEADER: "web-req-42"}
+
+
+def test_a_job_sent_without_a_request_id_is_resent_without_one(env):
+    _, first = finished_job(env)
+    store(first.batches()[:1])
+    reconciler = FakeApp()
+    assert recovery.reconcile(app=reconciler, rebuild=False, now=later())["resent"] == 1
+    assert reconciler.sent[0]["headers"] is None
+
+
 def test_no_resend_while_the_sink_queue_could_still_hold_the_missing_rows(env, redis_client):
     _, first = finished_job(env)
     store(first.batches()[:1])  # 1,450 rows missing: two batches

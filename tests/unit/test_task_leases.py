@@ -287,6 +287,22 @@ def test_a_silent_lease_is_resent_once_with_the_same_id_and_a_newer_generation(
     assert not leases.superseded(request.id, "1")
 
 
+@pytest.mark.parametrize(
+    ("sent", "carried"),
+    [("req-123.abc", "req-123.abc"), ("bad\nline", None), (None, None)],
+)
+def test_a_resend_carries_the_senders_request_id_on(keeper, redis_client, sent, carried):
+    request = FakeRequest()
+    if sent is not None:
+        request.request_dict[queues.REQUEST_ID_HEADER] = sent
+    keeper.register(request)
+    app = RecordingApp()
+    assert leases.resend_stale_tasks(app=app, now=time.time() + 10_000) == [request.id]
+    headers = app.sent[0]["headers"]
+    assert headers.get(queues.REQUEST_ID_HEADER) == carried
+    assert headers[leases.GENERATION_HEADER] == 1
+
+
 def test_after_a_resend_the_old_delivery_can_neither_beat_nor_take_the_lease_back(
     keeper, redis_client
 ):

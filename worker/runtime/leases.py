@@ -55,6 +55,7 @@ import redis
 from celery import current_app, signals
 
 from worker.runtime import queues
+from worker.runtime.logs import clean_request_id
 from worker.runtime.redis_state import get_redis, key
 from worker.runtime.settings import get_worker_settings
 
@@ -223,7 +224,14 @@ class LeaseKeeper:
 
     def _record(self, request: Any, tag: str) -> bool:
         info = request.delivery_info or {}
-        payload = {"args": list(request.args or ()), "kwargs": dict(request.kwargs or {})}
+        payload: dict[str, Any] = {
+            "args": list(request.args or ()),
+            "kwargs": dict(request.kwargs or {}),
+        }
+        # A re-send carries the sender's request id on, so its log lines still name it.
+        request_id = clean_request_id(request.request_dict.get(queues.REQUEST_ID_HEADER))
+        if request_id and request_id != "invalid":
+            payload["request_id"] = request_id
         return bool(
             get_redis().eval(
                 _REGISTER,
@@ -452,13 +460,16 @@ def resend_stale_tasks(*, app: Any = None, now: float | None = None) -> list[str
             continue
         generation = generation_of(record.get("generation")) + 1
         payload = _payload(record)
+        headers: dict[str, Any] = {GENERATION_HEADER: generation}
+        if isinstance(payload.get("request_id"), str):
+            headers[queues.REQUEST_ID_HEADER] = payload["request_id"]
         app.send_task(
             record["name"],
             args=list(payload.get("args") or []),
             kwargs=payload.get("kwargs") or {},
             task_id=task_id,
             queue=record.get("queue") or queues.TASK_QUEUES.get(record["name"]),
-            headers={GENERATION_HEADER: generation},
+            headers=headers,
         )
         r.eval(_SUPERSEDE, 2, record_key(task_id), LIVE_KEY, task_id, generation, cutoff)
         logger.warning(
