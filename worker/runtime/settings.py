@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from notify_worker_client.redis_urls import DEFAULT_SENTINEL_MASTER
 from notify_worker_client.redis_urls import SEPARATOR as REDIS_URL_SEPARATOR
+from notify_worker_client.redis_urls import RedisSettings
+from notify_worker_client.validation import InvalidArgument
 
 from storage.errors import ConfigurationError
 from storage.settings import env_int
@@ -16,8 +17,8 @@ from worker.runtime import queues
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
-# DEFAULT_SENTINEL_MASTER and REDIS_URL_SEPARATOR (';' between the sentinels of a sentinel://
-# URL) are the client package's, which parses these URLs for the web app and for us.
+# REDIS_URL_SEPARATOR (';' between the sentinels of a sentinel:// URL) and the Redis variables'
+# rules are the client package's, which reads these URLs for the web app and for us.
 
 
 def sanitize_url(url: str) -> str:
@@ -59,23 +60,13 @@ def result_backend_for(redis_url: str) -> str:
     return REDIS_URL_SEPARATOR.join(chunks)
 
 
-def _ca_file(env: Mapping[str, str]) -> str | None:
-    path = (env.get("NOTIFY_REDIS_CA_FILE") or "").strip()
-    if path and not os.path.isfile(path):
-        raise ConfigurationError(
-            f"NOTIFY_REDIS_CA_FILE names {path!r}, which is not a readable file: give the PEM "
-            "bundle of the CA that signed the Redis server's certificate."
-        )
-    return path or None
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = (env.get(name) or "").strip().lower()
-    if value in ("", "0", "no", "false", "off"):
-        return False
-    if value in ("1", "yes", "true", "on"):
-        return True
-    raise ConfigurationError(f"{name} must be 1 or 0 (yes/no, true/false), got {value!r}.")
+def _redis_variables(env: Mapping[str, str]) -> RedisSettings:
+    """The CA file and sentinel variables, read by the client package's rules (the web app
+    reads the same variables the same way)."""
+    try:
+        return RedisSettings.from_env(env)
+    except InvalidArgument as error:
+        raise ConfigurationError(f"{error.argument} {error.message}.") from None
 
 
 @dataclass(frozen=True)
@@ -122,15 +113,15 @@ class WorkerSettings:
         log_format = (env.get("NOTIFY_LOG_FORMAT") or "text").strip().lower()
         if log_format not in ("text", "json"):
             raise ConfigurationError(f"NOTIFY_LOG_FORMAT must be text or json, got {log_format!r}.")
+        redis_variables = _redis_variables(env)
         return cls(
             redis_url=redis_url,
             result_backend_url=(env.get("NOTIFY_RESULT_BACKEND_URL") or "").strip()
             or result_backend_for(redis_url),
             state_redis_url=(env.get("NOTIFY_STATE_REDIS_URL") or "").strip() or redis_url,
-            redis_ca_file=_ca_file(env),
-            sentinel_master=(env.get("NOTIFY_REDIS_SENTINEL_MASTER") or "").strip()
-            or DEFAULT_SENTINEL_MASTER,
-            sentinel_password=env.get("NOTIFY_REDIS_SENTINEL_PASSWORD") or None,
+            redis_ca_file=redis_variables.ca_file,
+            sentinel_master=redis_variables.sentinel_master,
+            sentinel_password=redis_variables.sentinel_password,
             visibility_timeout=visibility,
             task_time_limit=hard,
             task_soft_time_limit=max(hard - max(hard // 10, 2), 1),
@@ -154,7 +145,7 @@ class WorkerSettings:
             ),
             log_format=log_format,
             log_level=(env.get("NOTIFY_LOG_LEVEL") or "INFO").strip().upper(),
-            sentinel_tls=_flag(env, "NOTIFY_REDIS_SENTINEL_TLS"),
+            sentinel_tls=redis_variables.sentinel_tls,
         )
 
 

@@ -158,7 +158,9 @@ class RedisSettings:
         ca_file = (env.get("NOTIFY_REDIS_CA_FILE") or "").strip() or None
         if ca_file and not os.path.isfile(ca_file):
             raise InvalidArgument(
-                "NOTIFY_REDIS_CA_FILE", f"{ca_file!r} is not a readable file (a PEM CA bundle)"
+                "NOTIFY_REDIS_CA_FILE",
+                f"names {ca_file!r}, which is not a readable file: give the PEM bundle of the "
+                "CA that signed the Redis server's certificate",
             )
         flag = (env.get("NOTIFY_REDIS_SENTINEL_TLS") or "").strip().lower()
         if flag not in ("", "0", "no", "false", "off", "1", "yes", "true", "on"):
