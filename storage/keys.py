@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 
 from storage.errors import InvalidInput
 
-_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_UUID_RE = re.compile(_UUID)
+# A UUID in canonical hyphenated form (either case): the one pattern every id check uses.
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID_RE = re.compile(UUID_PATTERN)
 _REFERENCE_RE = re.compile(r"[A-Z0-9]{1,32}")
 _KIND_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _LOGO_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
@@ -86,7 +87,7 @@ def isoformat(moment: datetime) -> str:
 
 # --- CSV uploads and contact lists -------------------------------------------------------------
 
-_CSV_KEY_RE = re.compile(rf"service-({_UUID})-notify/({_UUID})\.csv")
+_CSV_KEY_RE = re.compile(rf"service-({UUID_PATTERN})-notify/({UUID_PATTERN})\.csv")
 
 
 class ServiceObject(NamedTuple):
@@ -113,7 +114,7 @@ def csv_upload_prefix(service_id: str) -> str:
 
 # --- transient letters, attachments, backups ----------------------------------------------------
 
-_SERVICE_PDF_RE = re.compile(rf"service-({_UUID})/({_UUID})\.pdf")
+_SERVICE_PDF_RE = re.compile(rf"service-({UUID_PATTERN})/({UUID_PATTERN})\.pdf")
 
 
 def transient_letter_key(service_id: str, upload_id: str) -> str:
@@ -144,7 +145,7 @@ def email_attachment_key(service_id: str, file_id: str) -> str:
     return f"{service_id}/{file_id}"
 
 
-_EMAIL_FILE_RE = re.compile(rf"({_UUID})/({_UUID})")
+_EMAIL_FILE_RE = re.compile(rf"({UUID_PATTERN})/({UUID_PATTERN})")
 
 
 def parse_email_attachment_key(key: str) -> ServiceObject | None:
@@ -154,7 +155,7 @@ def parse_email_attachment_key(key: str) -> ServiceObject | None:
 
 # --- reports -----------------------------------------------------------------------------------
 
-_REPORT_KEY_RE = re.compile(rf"([a-z][a-z0-9-]*)_report/({_UUID})\.csv")
+_REPORT_KEY_RE = re.compile(rf"([a-z][a-z0-9-]*)_report/({UUID_PATTERN})\.csv")
 
 
 def report_key(kind: str, report_request_id: str) -> str:

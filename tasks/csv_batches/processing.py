@@ -35,7 +35,7 @@ from tasks.csv_batches.resend import resend_job
 from tasks.csv_batches.spec import JobSpec
 from tasks.csv_batches.state import Counters
 from tasks.csv_batches.validation.columns import FileError
-from worker.runtime.logs import current_request_id
+from worker.runtime.logs import carried_request_id, current_request_id
 from worker.runtime.queues import bulk_queue
 from worker.runtime.settings import get_worker_settings
 
@@ -264,5 +264,5 @@ def _fail(
 
 def _request_id_field() -> dict[str, str]:
     """The sender's request id, kept with the job so a re-drive or re-send carries it on."""
-    request_id = current_request_id()
-    return {"request_id": request_id} if request_id and request_id != "invalid" else {}
+    request_id = carried_request_id(current_request_id())
+    return {"request_id": request_id} if request_id else {}

@@ -163,14 +163,21 @@ def test_a_revoked_request_releases_its_lease(keeper, redis_client, monkeypatch)
     assert keeper.held() == []
 
 
-def test_a_run_that_ended_after_the_failover_lost_its_record_is_not_resent(
-    keeper, redis_client, monkeypatch
-):
-    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+def registered_then_record_lost(keeper, redis_client) -> FakeRequest:
+    """A delivery whose lease record a failover lost (the new primary never received it),
+    already out of the worker's sets."""
     request = FakeRequest()
     keeper.register(request)
     redis_client.delete(leases.record_key(request.id))
     redis_client.zrem(leases.LIVE_KEY, request.id)
+    return request
+
+
+def test_a_run_that_ended_after_the_failover_lost_its_record_is_not_resent(
+    keeper, redis_client, monkeypatch
+):
+    monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
+    request = registered_then_record_lost(keeper, redis_client)
     assert run_ended(request) == 2  # a tombstone
     keeper.tick()
     keeper.tick()
@@ -378,10 +385,7 @@ def test_a_forgotten_request_whose_record_the_failover_lost_is_recorded_again(
     keeper, redis_client, monkeypatch
 ):
     monkeypatch.setattr(leases, "_RECEIVED_GRACE_SECONDS", 0.0)
-    request = FakeRequest()
-    keeper.register(request)
-    redis_client.delete(leases.record_key(request.id))
-    redis_client.zrem(leases.LIVE_KEY, request.id)
+    request = registered_then_record_lost(keeper, redis_client)
     keeper.tick()
     keeper.tick()
     assert keeper.held() == []

@@ -55,7 +55,7 @@ import redis
 from celery import current_app, signals
 
 from worker.runtime import queues
-from worker.runtime.logs import clean_request_id
+from worker.runtime.logs import carried_request_id
 from worker.runtime.redis_state import get_redis, key
 from worker.runtime.settings import get_worker_settings
 
@@ -229,8 +229,8 @@ class LeaseKeeper:
             "kwargs": dict(request.kwargs or {}),
         }
         # A re-send carries the sender's request id on, so its log lines still name it.
-        request_id = clean_request_id(request.request_dict.get(queues.REQUEST_ID_HEADER))
-        if request_id and request_id != "invalid":
+        request_id = carried_request_id(request.request_dict.get(queues.REQUEST_ID_HEADER))
+        if request_id:
             payload["request_id"] = request_id
         return bool(
             get_redis().eval(

@@ -50,6 +50,13 @@ def clean_request_id(value: object) -> str | None:
     return value if isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value) else "invalid"
 
 
+def carried_request_id(value: object) -> str | None:
+    """A request id to put on a message sent on the sender's behalf: a valid one, else none
+    (a forged one is not passed on)."""
+    request_id = clean_request_id(value)
+    return None if request_id == "invalid" else request_id
+
+
 def current_request_id() -> str | None:
     """The request id of the task running here, to carry on to the messages it sends."""
     return _context.get().get(REQUEST_ID_FIELD)

@@ -85,13 +85,12 @@ from notify_worker_client.names import (  # noqa: E402, F401 - re-exported for t
     LETTERS_SWEEP_TRANSIENT,
     NOTIFICATIONS_SAVE_BATCH,
     REPORTS_GENERATE,
+    REQUEST_ID_HEADER,  # a sender sets it to have its request id on the task's log lines
 )
 
 # Internal (sent by ``deadletter replay``): rebuilds a dead-lettered sink batch from its CSV.
 CSV_REPLAY_ROWS = "notify.csv.replay_rows"
 
-# The message header a sender sets to have its request id on every log line of the task.
-REQUEST_ID_HEADER = "notify_request_id"
 
 # Each task's queue: the client's map (base names) with this deployment's prefix, and the
 # internal replay task beside the jobs.

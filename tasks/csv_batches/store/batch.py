@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from storage.errors import InvalidInput
-from storage.keys import require_uuid
+from storage.keys import UUID_PATTERN, require_uuid
 from tasks.csv_batches.fanout import MAX_BATCH_ROWS
 
 ROW_FIELDS = ("notification_id", "row_number", "recipient", "personalisation")
 _ROW_FIELD_SET = frozenset(ROW_FIELDS)
-_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # Every id of a batch joined by commas, checked by one match: a tenth of a call per row.
-_UUID_LIST = re.compile(f"{_UUID}(?:,{_UUID})*")
+_UUID_LIST = re.compile(f"{UUID_PATTERN}(?:,{UUID_PATTERN})*")
 
 
 @dataclass(frozen=True)
